@@ -12,7 +12,7 @@ from .blocks import Block
 class BlockLinear(nn.Module):
     """One (C_in -> C_out) matrix per block: y[b] = x[b]ᵀ·W_b / sqrt(C_in), blocks kept in order.
 
-    Shapes: List[(N, C_in, d_b)] -> List[(N, C_out, d_b)].
+    Shapes: list[(N, C_in, d_b)] -> list[(N, C_out, d_b)].
     """
 
     def __init__(self, blocks: list[Block], in_channels: int, out_channels: int):
@@ -27,27 +27,42 @@ class BlockLinear(nn.Module):
         return out
 
 
-class SpeciesLinear(nn.Module):
-    """Element-dependent channel mixing (the residual "self-connection"):
-    y[b]_n = x[b]_nᵀ·W_{b, Z_n} / sqrt(C_in), done as one matmul on (species one-hot ⊗ channels).
+def species_matmul(x: Tensor, species: Tensor, weights: Tensor) -> Tensor:
+    """y_n = x_nᵀ · W[Z_n]: a different (K -> C_out) matrix per element, one matmul per element
+    over that element's nodes (no (N, S, K) one-hot expansion, so memory stays O(N·K)).
 
-    Shapes: List[(N, C_in, d_b)], one-hot (N, S) -> List[(N, C_out, d_b)] for the output blocks.
-    ``source`` gives, for each output block, the index of the input block it maps from.
+    Shapes: x (N, K, d), species (N,) in [0, S), weights (S, K, C_out) -> (N, C_out, d).
     """
+    out = torch.zeros(x.shape[0], weights.shape[2], x.shape[2], dtype=x.dtype, device=x.device)
+    for s in range(weights.shape[0]):
+        index = torch.nonzero(species == s).squeeze(1)
+        if index.numel() == 0:
+            continue
+        part = torch.matmul(x.index_select(0, index).transpose(1, 2), weights[s]).transpose(1, 2)
+        out = out.index_copy(0, index, part)
+    return out
+
+
+class SpeciesLinear(nn.Module):
+    """Element-dependent channel mixing (the residual "self-connection"), per block:
+    y[b]_n = x[source_b]_nᵀ · W_b[Z_n] / sqrt(C_in).
+
+    Shapes: list[(N, C_in, d)], species (N,) -> list[(N, C_out, d)], one per entry of ``source``
+    (the index of the input block each output block maps from).
+    """
+
+    source: list[int]
 
     def __init__(self, source: list[int], num_species: int, in_channels: int, out_channels: int):
         super().__init__()
         self.source = source
         self.weights = nn.ParameterList(
-            [nn.Parameter(torch.randn(num_species * in_channels, out_channels)) for _ in source]
+            [nn.Parameter(torch.randn(num_species, in_channels, out_channels)) for _ in source]
         )
         self.norm = 1.0 / math.sqrt(in_channels)
 
-    def forward(self, x: list[Tensor], one_hot: Tensor) -> list[Tensor]:
+    def forward(self, x: list[Tensor], species: Tensor) -> list[Tensor]:
         out: list[Tensor] = []
         for i, w in enumerate(self.weights):
-            h = x[self.source[i]]  # (N, C, d)
-            n, c, d = h.shape[0], h.shape[1], h.shape[2]
-            mixed = (one_hot.unsqueeze(-1).unsqueeze(-1) * h.unsqueeze(1)).reshape(n, -1, d)
-            out.append(torch.matmul(mixed.transpose(1, 2), w * self.norm).transpose(1, 2))
+            out.append(species_matmul(x[self.source[i]], species, w * self.norm))
         return out

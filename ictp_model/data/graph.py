@@ -1,0 +1,135 @@
+"""AtomicGraph: the immutable, typed container every part of the library passes around.
+
+Glossary (N atoms, E directed edges, G structures in a batch):
+
+| field | shape, dtype | meaning |
+|---|---|---|
+| numbers | (N,) int64 | atomic numbers |
+| positions | (N, 3) float | Cartesian positions, Å |
+| cell | (G, 3, 3) float | lattice vectors as rows, Å (zeros for non-periodic directions is allowed) |
+| pbc | (G, 3) bool | periodicity per lattice direction |
+| edge_index | (2, E) int64 | row 0: centre atom i (receives the message), row 1: neighbour j |
+| shifts | (E, 3) float | integer lattice shifts S_ij: r_ij = r_j - r_i + S_ij · cell |
+| batch | (N,) int64 | structure index of each atom |
+| num_graphs | int | G |
+| energy | (G,) float or None | reference total energy, eV |
+| forces | (N, 3) float or None | reference forces, eV/Å |
+| stress | (G, 3, 3) float or None | reference stress, eV/Å³, ASE sign (positive = tensile) |
+| weight | (G,) float or None | per-structure loss weight |
+"""
+
+from typing import NamedTuple, Optional
+
+import numpy as np
+import torch
+from ase import Atoms
+from torch import Tensor
+
+from .neighbours import neighbour_list
+
+
+class AtomicGraph(NamedTuple):
+    numbers: Tensor
+    positions: Tensor
+    cell: Tensor
+    pbc: Tensor
+    edge_index: Tensor
+    shifts: Tensor
+    batch: Tensor
+    num_graphs: int
+    energy: Optional[Tensor] = None
+    forces: Optional[Tensor] = None
+    stress: Optional[Tensor] = None
+    weight: Optional[Tensor] = None
+
+    @property
+    def num_nodes(self) -> int:
+        return int(self.numbers.shape[0])
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+    def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> "AtomicGraph":
+        """Move to a device and cast the floating-point fields to dtype."""
+
+        def move(x):
+            if not isinstance(x, Tensor):
+                return x
+            if x.is_floating_point() and dtype is not None:
+                return x.to(device=device, dtype=dtype)
+            return x.to(device=device)
+
+        return AtomicGraph(*[move(x) for x in self])
+
+
+def graph_from_atoms(
+    atoms: Atoms,
+    cutoff: float,
+    dtype: torch.dtype = torch.float64,
+    energy: Optional[float] = None,
+    forces: Optional[np.ndarray] = None,
+    stress: Optional[np.ndarray] = None,
+    weight: float = 1.0,
+) -> AtomicGraph:
+    """One structure as a graph with all neighbours within ``cutoff``.
+
+    Raises:
+        ValueError: NaN/inf positions or cell, or a periodic cell of zero volume.
+    """
+    positions = np.asarray(atoms.get_positions(), dtype=np.float64)
+    cell = np.asarray(atoms.get_cell()[:], dtype=np.float64)
+    pbc = np.asarray(atoms.get_pbc(), dtype=bool)
+    if not np.isfinite(positions).all():
+        raise ValueError("positions contain NaN or inf")
+    if not np.isfinite(cell).all():
+        raise ValueError("cell contains NaN or inf")
+    i, j, shifts = neighbour_list(positions, cell, pbc, cutoff)
+
+    def optional(value, shape):
+        return (
+            None if value is None else torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype).reshape(shape)
+        )
+
+    return AtomicGraph(
+        numbers=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.long),
+        positions=torch.as_tensor(positions, dtype=dtype),
+        cell=torch.as_tensor(cell, dtype=dtype).unsqueeze(0),
+        pbc=torch.as_tensor(pbc).unsqueeze(0),
+        edge_index=torch.as_tensor(np.stack([i, j]), dtype=torch.long),
+        shifts=torch.as_tensor(shifts, dtype=dtype),
+        batch=torch.zeros(len(atoms), dtype=torch.long),
+        num_graphs=1,
+        energy=optional(energy, (1,)),
+        forces=optional(forces, (-1, 3)),
+        stress=optional(stress, (1, 3, 3)),
+        weight=torch.tensor([weight], dtype=dtype),
+    )
+
+
+def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
+    """Concatenate graphs into one batch: node indices of later graphs are offset, batch counts
+    structures. Labels are kept only if every graph has them."""
+    if not graphs:
+        raise ValueError("cannot collate an empty list of graphs")
+    offsets = np.cumsum([0] + [g.num_nodes for g in graphs[:-1]])
+    batch_ids = [g.batch + b for b, g in zip(np.cumsum([0] + [g.num_graphs for g in graphs[:-1]]), graphs)]
+
+    def cat_labels(name: str) -> Optional[Tensor]:
+        values = [getattr(g, name) for g in graphs]
+        return None if any(v is None for v in values) else torch.cat(values)
+
+    return AtomicGraph(
+        numbers=torch.cat([g.numbers for g in graphs]),
+        positions=torch.cat([g.positions for g in graphs]),
+        cell=torch.cat([g.cell for g in graphs]),
+        pbc=torch.cat([g.pbc for g in graphs]),
+        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, offsets)], dim=1),
+        shifts=torch.cat([g.shifts for g in graphs]),
+        batch=torch.cat(batch_ids),
+        num_graphs=sum(g.num_graphs for g in graphs),
+        energy=cat_labels("energy"),
+        forces=cat_labels("forces"),
+        stress=cat_labels("stress"),
+        weight=cat_labels("weight"),
+    )

@@ -1,0 +1,81 @@
+"""save_model / load_model: one file holding format version, package version, config and weights.
+
+The file is a plain dict of tensors and builtins, so it loads with torch.load(weights_only=True);
+writes go to a temporary file in the same folder and are renamed into place (atomic).
+"""
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+
+from .build import build_model
+from .config import ModelConfig
+from .network import ICTPNetwork
+
+FORMAT = "ictp-model"
+FORMAT_VERSION = 1
+
+
+def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
+    """torch.save to a temporary file beside ``path``, then rename over it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def model_payload(model: ICTPNetwork) -> dict[str, Any]:
+    from ictp_model import __version__
+
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "ictp_version": __version__,
+        "config": model.config.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def save_model(model: ICTPNetwork, path: Union[str, Path]) -> None:
+    """Write ``model`` to ``path`` atomically."""
+    atomic_torch_save(model_payload(model), path)
+
+
+def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> ICTPNetwork:
+    """Read a model written by :func:`save_model` (or the ``model`` entry of a training checkpoint).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not an ictp model, or of a newer format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # corrupt, truncated or pickled-object files
+        raise ValueError(f"{path}: not a readable ictp model file ({type(exc).__name__}: {exc})") from exc
+    if isinstance(payload, dict) and "model" in payload and isinstance(payload["model"], dict):
+        payload = payload["model"]  # a training checkpoint
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an ictp model file (no '{FORMAT}' format marker)")
+    if int(payload.get("format_version", -1)) > FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: model format version {payload['format_version']} is newer than this ictp "
+            f"(supports <= {FORMAT_VERSION}); upgrade ictp"
+        )
+    model = build_model(ModelConfig.from_dict(payload["config"]))
+    model.load_state_dict(payload["state_dict"])
+    return model.to(device)

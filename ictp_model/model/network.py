@@ -1,0 +1,106 @@
+"""The ICTP network: species, edges and edge vectors in, per-atom energies out (math.md §2.1).
+
+Forces and stress are not computed here: :mod:`.potential` differentiates these energies.
+The forward pass is TorchScript-compatible; the LAMMPS export scripts it.
+"""
+
+import torch
+from torch import Tensor, nn
+
+from ictp_model.nn.blocks import Block, harmonics_table
+from ictp_model.nn.interaction import InteractionLayer
+from ictp_model.nn.radial import BesselBasis, PolynomialEnvelope
+from ictp_model.nn.readout import LinearReadout, MLPReadout
+from ictp_model.tensor.harmonics import unit_vectors
+
+from .config import ModelConfig
+
+
+class ICTPNetwork(nn.Module):
+    """Per-atom energies E_i = s · Σ_t readout_t(h_i^(t)) + μ_{Z_i} + E0_{Z_i}.
+
+    Shapes: species (N,) int64 in [0, S), edge_index (2, E) int64 with row 0 the centre atom i
+    and row 1 the neighbour j, vectors (E, 3) = r_j - r_i (+ periodic shift) -> (N,).
+    """
+
+    scalar_index: list[int]
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.cutoff = float(config.cutoff)
+        self.num_layers = int(config.layers)
+        self.edge_rank = int(config.edge_rank)
+        num_species = len(config.elements)
+        channels = config.channels
+        parities = [0, 1] if config.odd else [0]
+
+        self.embedding = nn.Parameter(torch.randn(num_species, channels))
+        self.bessel = BesselBasis(config.cutoff, config.num_bessel)
+        self.envelope = PolynomialEnvelope(config.cutoff, config.envelope_p)
+        tables = [harmonics_table(l, config.storage) for l in range(config.edge_rank + 1)]
+        self.register_buffer("harmonics", torch.block_diag(*tables), persistent=False)  # (Σ 3^l, D_Y)
+
+        layers: list[nn.Module] = []
+        readouts: list[nn.Module] = []
+        blocks: list[Block] = [(0, 0)]
+        for t in range(config.layers):
+            last = t == config.layers - 1
+            allowed = [(0, 0)] if last else [(l, p) for l in range(config.max_rank + 1) for p in parities]
+            layer = InteractionLayer(
+                blocks,
+                allowed,
+                config.edge_rank,
+                channels,
+                num_species,
+                config.correlation,
+                config.variant,
+                config.odd,
+                config.storage,
+                config.avg_num_neighbors,
+                [config.num_bessel] + list(config.radial_mlp),
+                residual=t > 0,
+            )
+            if (0, 0) not in layer.out_blocks:
+                raise ValueError("this configuration produces no scalar features; increase edge_rank or correlation")
+            layers.append(layer)
+            readouts.append(MLPReadout(channels, config.readout_hidden) if last else LinearReadout(channels))
+            blocks = layer.out_blocks
+        self.layers = nn.ModuleList(layers)
+        self.readouts = nn.ModuleList(readouts)
+        self.scalar_index: list[int] = [layer.out_blocks.index((0, 0)) for layer in layers]
+
+        self.scale = float(config.scale)
+        e0 = [config.atomic_energies.get(e, 0.0) for e in config.elements]
+        shift = [config.shift.get(e, 0.0) for e in config.elements]
+        self.register_buffer("atomic_energies", torch.tensor(e0, dtype=torch.float64))
+        self.register_buffer("energy_shift", torch.tensor(shift, dtype=torch.float64))
+        z_to_index = torch.full((119,), -1, dtype=torch.long)
+        from ase.data import atomic_numbers
+
+        for i, symbol in enumerate(config.elements):
+            z_to_index[atomic_numbers[symbol]] = i
+        self.register_buffer("z_to_index", z_to_index)
+
+    def edge_features(self, vectors: Tensor) -> list[Tensor]:
+        """[edge harmonics (E, D_Y), radial basis × envelope (E, num_bessel)]."""
+        lengths = torch.linalg.vector_norm(vectors, dim=-1)
+        n = unit_vectors(vectors)
+        powers: list[Tensor] = [torch.ones_like(lengths).unsqueeze(-1)]
+        width = 1
+        for _ in range(self.edge_rank):
+            width = width * 3
+            powers.append((powers[-1].unsqueeze(-1) * n.unsqueeze(1)).reshape(n.shape[0], width))
+        harmonics = torch.matmul(torch.cat(powers, dim=-1), self.harmonics)
+        radial = self.bessel(lengths) * self.envelope(lengths).unsqueeze(-1)
+        return [harmonics, radial]
+
+    def forward(self, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
+        edge_harmonics, radial = self.edge_features(vectors)
+        h: list[Tensor] = [self.embedding.index_select(0, species).unsqueeze(-1)]  # (N, C, 1)
+        energy = torch.zeros(species.shape[0], dtype=vectors.dtype, device=vectors.device)
+        for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
+            h = layer(h, species, edge_harmonics, radial, edge_index)
+            energy = energy + readout(h[self.scalar_index[t]].squeeze(-1))
+        offsets = (self.atomic_energies + self.energy_shift).to(energy.dtype)
+        return self.scale * energy + offsets.index_select(0, species)

@@ -1,0 +1,108 @@
+"""Two-body features A: weighted irreducible products of neighbour features with edge harmonics,
+summed over neighbours (math.md §2.1 step 4).
+
+    A_i[c]^{(l3, path)} = 1/n̄ · Σ_j R_ij[path, c] · α_{l3} · (h_j[c]^{(l1)} ⊗ T_{l2}(r̂_ij))_{l3}
+
+followed by `linear_second`, which mixes (channel, path) -> channel for each output block.
+All paths into one output block are evaluated in one batched matmul per edge: the edge harmonics
+are first contracted with those paths' coupling tables at once, G_e = Y_e · K_b (shape
+(D_in, P_b · d_b)), then messages = h_j (C, D_in) @ G_e, where D_in is the concatenated input width.
+"""
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from .blocks import Block, block_dim, block_paths, sorted_blocks, storage_coupling
+
+
+class OutputBlock(nn.Module):
+    """The coupling table of one output block's paths (a constant) and its `linear_second`
+    weight, which mixes (channel, path) -> channel with normalisation (C·P)^(-1/2)."""
+
+    def __init__(self, table: Tensor, num_paths: int, channels: int):
+        super().__init__()
+        self.register_buffer("table", table, persistent=False)
+        self.linear_second = nn.Parameter(torch.randn(channels * num_paths, channels) / math.sqrt(channels * num_paths))
+
+
+class TwoBodyFeatures(nn.Module):
+    """Shapes: node blocks list[(N, C, d)], edge harmonics (E, D_Y), radial weights (E, P·C) laid out
+    block by block, each (C, P_b) row-major,
+    edge_index (2, E) -> list[(N, C, d)] for :attr:`out_blocks`."""
+
+    block_starts: list[int]
+    block_paths: list[int]
+    block_dims: list[int]
+
+    def __init__(
+        self,
+        in_blocks: list[Block],
+        edge_rank: int,
+        out_max_rank: int,
+        channels: int,
+        odd: bool,
+        storage: str,
+        avg_num_neighbors: float,
+    ):
+        super().__init__()
+        edge_blocks = [(l, 0) for l in range(edge_rank + 1)]
+        paths = block_paths(in_blocks, edge_blocks, out_max_rank, odd)
+        self.out_blocks: list[Block] = sorted_blocks(p[2] for p in paths)
+        # order paths by output block so each block's slice of Q is contiguous
+        paths.sort(key=lambda p: (self.out_blocks.index(p[2]), p[0], p[1]))
+        self.num_paths = len(paths)
+        self.channels = channels
+        self.avg_num_neighbors = float(avg_num_neighbors)
+
+        in_offsets = _offsets([block_dim(l, storage) for l, _ in in_blocks])
+        edge_offsets = _offsets([block_dim(l, storage) for l, _ in edge_blocks])
+        d_in, d_y = in_offsets[-1], edge_offsets[-1]
+        self.d_in = d_in
+
+        # one coupling table per output block, (D_Y, D_in · P_b · d_b): all paths into block b
+        self.block_paths: list[int] = []
+        self.block_dims: list[int] = []
+        tables: list[Tensor] = []
+        for out in self.out_blocks:
+            block = [p for p in paths if p[2] == out]
+            dim = block_dim(out[0], storage)
+            table = torch.zeros(d_in, d_y, len(block), dim, dtype=torch.float64)
+            for k, (a, b, _) in enumerate(block):
+                l1, l2, l3 = in_blocks[a][0], edge_blocks[b][0], out[0]
+                table[in_offsets[a] : in_offsets[a + 1], edge_offsets[b] : edge_offsets[b + 1], k] = (
+                    storage_coupling(l1, l2, l3, storage) / math.sqrt(len(block))  # α = P_l3^(-1/2)
+                )
+            tables.append(table.permute(1, 0, 2, 3).reshape(d_y, -1))
+            self.block_paths.append(len(block))
+            self.block_dims.append(dim)
+        self.blocks = nn.ModuleList([OutputBlock(t, n, channels) for t, n in zip(tables, self.block_paths)])
+
+    def forward(self, h: list[Tensor], edge_harmonics: Tensor, radial: Tensor, edge_index: Tensor) -> list[Tensor]:
+        receiver, sender = edge_index[0], edge_index[1]
+        num_nodes, num_edges, channels = h[0].shape[0], edge_harmonics.shape[0], self.channels
+        x = torch.cat(h, dim=-1).index_select(0, sender)  # (E, C, D_in)
+        out: list[Tensor] = []
+        first_path = 0
+        for b, block in enumerate(self.blocks):
+            table = block.table
+            n_paths, dim = self.block_paths[b], self.block_dims[b]
+            g = torch.matmul(edge_harmonics, table).reshape(num_edges, self.d_in, n_paths * dim)
+            messages = torch.bmm(x, g).reshape(num_edges, channels, n_paths, dim)
+            # R_ij[c, path] of this block's paths: a column slice whose rows are contiguous (C, P_b)
+            weights = radial[:, first_path * channels : (first_path + n_paths) * channels]
+            messages = messages * weights.reshape(num_edges, channels, n_paths, 1)
+            summed = torch.zeros(num_nodes, channels * n_paths, dim, dtype=x.dtype, device=x.device)
+            summed = summed.index_add(0, receiver, messages.reshape(num_edges, channels * n_paths, dim))
+            mixed = torch.matmul(summed.transpose(1, 2), block.linear_second).transpose(1, 2)
+            out.append(mixed / self.avg_num_neighbors)
+            first_path += n_paths
+        return out
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    out = [0]
+    for s in sizes:
+        out.append(out[-1] + s)
+    return out

@@ -11,9 +11,9 @@ from .structures import VARIANTS, evaluate, organic_molecule, small_model, tricl
 CASES = [(v, odd, s) for v in VARIANTS for odd in (False, True) for s in ("compact", "dense")]
 
 
-def transformed(atoms, q: np.ndarray, shift=np.zeros(3)):
+def transformed(atoms, q: np.ndarray, shift=None):
     out = atoms.copy()
-    out.positions = atoms.positions @ q.T + shift
+    out.positions = atoms.positions @ q.T + (0.0 if shift is None else shift)
     if atoms.pbc.any():
         out.cell = atoms.cell[:] @ q.T
     return out

@@ -18,18 +18,19 @@ from .blocks import Block, block_dim, block_paths, sorted_blocks, storage_coupli
 
 
 class OutputBlock(nn.Module):
-    """The coupling table of one output block's paths (a constant) and its `linear_second`
-    weight, which mixes (channel, path) -> channel with normalisation (C·P)^(-1/2)."""
+    """What one output block's paths need: their coupling table (a constant), the last layer of
+    the radial MLP giving their per-edge weights R_ij[c, path], and `linear_second`, which mixes
+    (channel, path) -> channel with normalisation (C·P)^(-1/2)."""
 
-    def __init__(self, table: Tensor, num_paths: int, channels: int):
+    def __init__(self, table: Tensor, num_paths: int, channels: int, radial_hidden: int):
         super().__init__()
         self.register_buffer("table", table, persistent=False)
+        self.radial_head = nn.Parameter(torch.randn(radial_hidden, channels * num_paths) / math.sqrt(radial_hidden))
         self.linear_second = nn.Parameter(torch.randn(channels * num_paths, channels) / math.sqrt(channels * num_paths))
 
 
 class TwoBodyFeatures(nn.Module):
-    """Shapes: node blocks list[(N, C, d)], edge harmonics (E, D_Y), radial weights (E, P·C) laid out
-    block by block, each (C, P_b) row-major,
+    """Shapes: node blocks list[(N, C, d)], edge harmonics (E, D_Y), radial MLP features (E, H),
     edge_index (2, E) -> list[(N, C, d)] for :attr:`out_blocks`."""
 
     block_starts: list[int]
@@ -45,6 +46,7 @@ class TwoBodyFeatures(nn.Module):
         odd: bool,
         storage: str,
         avg_num_neighbors: float,
+        radial_hidden: int,
     ):
         super().__init__()
         edge_blocks = [(l, 0) for l in range(edge_rank + 1)]
@@ -77,27 +79,24 @@ class TwoBodyFeatures(nn.Module):
             tables.append(table.permute(1, 0, 2, 3).reshape(d_y, -1))
             self.block_paths.append(len(block))
             self.block_dims.append(dim)
-        self.blocks = nn.ModuleList([OutputBlock(t, n, channels) for t, n in zip(tables, self.block_paths)])
+        self.blocks = nn.ModuleList([OutputBlock(t, n, channels, radial_hidden) for t, n in zip(tables, self.block_paths)])
 
     def forward(self, h: list[Tensor], edge_harmonics: Tensor, radial: Tensor, edge_index: Tensor) -> list[Tensor]:
         receiver, sender = edge_index[0], edge_index[1]
         num_nodes, num_edges, channels = h[0].shape[0], edge_harmonics.shape[0], self.channels
         x = torch.cat(h, dim=-1).index_select(0, sender)  # (E, C, D_in)
         out: list[Tensor] = []
-        first_path = 0
         for b, block in enumerate(self.blocks):
             table = block.table
             n_paths, dim = self.block_paths[b], self.block_dims[b]
             g = torch.matmul(edge_harmonics, table).reshape(num_edges, self.d_in, n_paths * dim)
             messages = torch.bmm(x, g).reshape(num_edges, channels, n_paths, dim)
-            # R_ij[c, path] of this block's paths: a column slice whose rows are contiguous (C, P_b)
-            weights = radial[:, first_path * channels : (first_path + n_paths) * channels]
+            weights = torch.matmul(radial, block.radial_head)  # R_ij[c, path], (E, C·P_b)
             messages = messages * weights.reshape(num_edges, channels, n_paths, 1)
             summed = torch.zeros(num_nodes, channels * n_paths, dim, dtype=x.dtype, device=x.device)
-            summed = summed.index_add(0, receiver, messages.reshape(num_edges, channels * n_paths, dim))
-            mixed = torch.matmul(summed.transpose(1, 2), block.linear_second).transpose(1, 2)
+            summed.index_add_(0, receiver, messages.reshape(num_edges, channels * n_paths, dim))
+            mixed = torch.matmul(block.linear_second.t(), summed)  # (C, C·P) @ (N, C·P, d)
             out.append(mixed / self.avg_num_neighbors)
-            first_path += n_paths
         return out
 
 

@@ -36,8 +36,10 @@ class InteractionLayer(nn.Module):
     ):
         super().__init__()
         self.linear_first = BlockLinear(in_blocks, channels, channels)
-        self.conv = TwoBodyFeatures(in_blocks, edge_rank, edge_rank, channels, odd, storage, avg_num_neighbors)
-        self.radial_mlp = RadialMLP(radial_sizes + [self.conv.num_paths * channels])
+        self.radial_mlp = RadialMLP(radial_sizes)
+        self.conv = TwoBodyFeatures(
+            in_blocks, edge_rank, edge_rank, channels, odd, storage, avg_num_neighbors, radial_sizes[-1]
+        )
         self.product = ManyBodyFeatures(
             self.conv.out_blocks,
             out_allowed,

@@ -23,7 +23,7 @@ class BlockLinear(nn.Module):
     def forward(self, x: list[Tensor]) -> list[Tensor]:
         out: list[Tensor] = []
         for i, w in enumerate(self.weights):
-            out.append(torch.matmul(x[i].transpose(1, 2), w * self.norm).transpose(1, 2))
+            out.append(torch.matmul(w.t() * self.norm, x[i]))  # (C_out, C_in) @ (N, C_in, d)
         return out
 
 
@@ -38,7 +38,7 @@ def species_matmul(x: Tensor, species: Tensor, weights: Tensor) -> Tensor:
         index = torch.nonzero(species == s).squeeze(1)
         if index.numel() == 0:
             continue
-        part = torch.matmul(x.index_select(0, index).transpose(1, 2), weights[s]).transpose(1, 2)
+        part = torch.matmul(weights[s].t(), x.index_select(0, index))
         out = out.index_copy(0, index, part)
     return out
 

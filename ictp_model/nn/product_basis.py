@@ -18,32 +18,38 @@ from .blocks import Block, block_dim, block_paths, sorted_blocks, storage_coupli
 from .linear import species_matmul
 
 
-class PairProduct(nn.Module):
-    """All paths of one block pair (a of P_{ν-1}, b of A) at once.
+class SourceProduct(nn.Module):
+    """Every path from one block a of P_{ν-1} with any block of A, at once.
 
-    y is contracted with the coupling tables first (it has one slot, x has S_a), then a batched
-    matmul over the (node, channel) pairs contracts x.
+    A (all blocks concatenated, one slot) is contracted with one combined coupling table first,
+    then one batched matmul over the (node, channel) pairs contracts the S_a slots of x.
 
-    Shapes: x (N, C, S_a, d_a) with S_a slots, y (N, C, d_b) -> (N, C, S_a, Σ_targets d_c).
+    Shapes: x (N, C, S_a, d_a), A (N, C, D_A) -> (N, C, S_a, Σ_outputs d_c).
     """
 
     targets: list[int]
     target_dims: list[int]
 
-    def __init__(self, a: int, b: int, l_a: int, l_b: int, targets: list[tuple[int, int]], storage: str):
+    def __init__(self, a: int, l_a: int, a_ranks: list[int], outputs: list[tuple[int, int, int]], storage: str):
+        """outputs: (index of the A block, output block index, output rank) for every path of a."""
         super().__init__()
+        a_dims = [block_dim(l, storage) for l in a_ranks]
         self.a = a
-        self.b = b
-        self.targets = [t for t, _ in targets]  # output block indices
-        self.target_dims = [block_dim(l, storage) for _, l in targets]
         self.d_a = block_dim(l_a, storage)
-        self.d_b = block_dim(l_b, storage)
-        table = torch.cat([storage_coupling(l_a, l_b, l, storage) for _, l in targets], dim=-1)  # (d_a, d_b, Q)
-        self.register_buffer("table", table.transpose(0, 1).reshape(self.d_b, -1), persistent=False)
+        self.targets = [t for _, t, _ in outputs]
+        self.target_dims = [block_dim(l, storage) for _, _, l in outputs]
+        offsets = [sum(a_dims[:b]) for b in range(len(a_dims) + 1)]
+        table = torch.zeros(offsets[-1], self.d_a, sum(self.target_dims), dtype=torch.float64)
+        q = 0
+        for (b, _, l), dim in zip(outputs, self.target_dims):
+            coupling = storage_coupling(l_a, a_ranks[b], l, storage)
+            table[offsets[b] : offsets[b + 1], :, q : q + dim] = coupling.transpose(0, 1)
+            q += dim
+        self.register_buffer("table", table.reshape(offsets[-1], -1), persistent=False)  # (D_A, d_a·Q)
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+    def forward(self, x: Tensor, a_cat: Tensor) -> Tensor:
         n, c, s = x.shape[0], x.shape[1], x.shape[2]
-        partial = torch.matmul(y, self.table).reshape(n * c, self.d_a, -1)  # (NC, d_a, Q)
+        partial = torch.matmul(a_cat, self.table).reshape(n * c, self.d_a, -1)  # (NC, d_a, Q)
         return torch.bmm(x.reshape(n * c, s, self.d_a), partial).reshape(n, c, s, -1)
 
 
@@ -68,26 +74,27 @@ class BlockProduct(nn.Module):
         super().__init__()
         paths = block_paths(p_blocks, a_blocks, out_max_rank, odd, symmetric)
         self.out_blocks: list[Block] = sorted_blocks(p[2] for p in paths)
-        pairs: list[nn.Module] = []
+        a_ranks = [l for l, _ in a_blocks]
+        sources: list[nn.Module] = []
         slots = [0 for _ in self.out_blocks]
         for a in range(len(p_blocks)):
-            for b in range(len(a_blocks)):
-                targets = [(self.out_blocks.index(out), out[0]) for pa, pb, out in paths if pa == a and pb == b]
-                if not targets:
-                    continue
-                pairs.append(PairProduct(a, b, p_blocks[a][0], a_blocks[b][0], targets, storage))
-                for t, _ in targets:
-                    slots[t] += p_slots[a]
-        self.pairs = nn.ModuleList(pairs)
-        self.out_slots: list[int] = slots
+            outputs = [(pb, self.out_blocks.index(out), out[0]) for pa, pb, out in paths if pa == a]
+            if not outputs:
+                continue
+            sources.append(SourceProduct(a, p_blocks[a][0], a_ranks, outputs, storage))
+            for _, t, _ in outputs:
+                slots[t] += p_slots[a]
+        self.sources = nn.ModuleList(sources)
+        self.out_slots = slots
 
     def forward(self, p: list[Tensor], a: list[Tensor]) -> list[Tensor]:
+        a_cat = torch.cat(a, dim=-1)
         pieces: list[list[Tensor]] = [[] for _ in self.out_slots]
-        for pair in self.pairs:
-            z = pair(p[pair.a], a[pair.b])
+        for source in self.sources:
+            z = source(p[source.a], a_cat)
             start = 0
-            for k, target in enumerate(pair.targets):
-                dim = pair.target_dims[k]
+            for k, target in enumerate(source.targets):
+                dim = source.target_dims[k]
                 pieces[target].append(z[..., start : start + dim])
                 start += dim
         return [torch.cat(ps, dim=2) for ps in pieces]

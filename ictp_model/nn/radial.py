@@ -52,8 +52,10 @@ class ScaledSiLU(nn.Module):
 
 
 class RadialMLP(nn.Module):
-    """Bias-free MLP with scaled SiLU: (E, num_basis) -> (E, out_features).
+    """Bias-free MLP with scaled SiLU after every layer: (E, sizes[0]) -> (E, sizes[-1]).
 
+    It is the trunk of the radial network; the last linear layer (hidden -> per-path, per-channel
+    weights) lives with the block it feeds, so each block's weights come out contiguous.
     No biases, so zero radial input (edges beyond the cutoff) gives zero weights.
     """
 
@@ -64,8 +66,7 @@ class RadialMLP(nn.Module):
             linear = nn.Linear(sizes[i], sizes[i + 1], bias=False)
             nn.init.normal_(linear.weight, std=1.0 / math.sqrt(sizes[i]))
             layers.append(linear)
-            if i < len(sizes) - 2:
-                layers.append(ScaledSiLU())
+            layers.append(ScaledSiLU())
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -28,7 +28,9 @@ class ICTPCalculator(Calculator):
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
 
-    def __init__(self, model_or_path: Union[ICTPNetwork, str, Path], device: Union[str, torch.device] = "cpu", **kwargs):
+    def __init__(
+        self, model_or_path: Union[ICTPNetwork, str, Path], device: Union[str, torch.device] = "cpu", **kwargs
+    ):
         super().__init__(**kwargs)
         model = load_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
         self.device = torch.device(device)

@@ -79,7 +79,9 @@ class TwoBodyFeatures(nn.Module):
             tables.append(table.permute(1, 0, 2, 3).reshape(d_y, -1))
             self.block_paths.append(len(block))
             self.block_dims.append(dim)
-        self.blocks = nn.ModuleList([OutputBlock(t, n, channels, radial_hidden) for t, n in zip(tables, self.block_paths)])
+        self.blocks = nn.ModuleList(
+            [OutputBlock(t, n, channels, radial_hidden) for t, n in zip(tables, self.block_paths)]
+        )
 
     def forward(self, h: list[Tensor], edge_harmonics: Tensor, radial: Tensor, edge_index: Tensor) -> list[Tensor]:
         receiver, sender = edge_index[0], edge_index[1]

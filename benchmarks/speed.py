@@ -1,0 +1,188 @@
+"""Inference and training-step speed and memory of ICTP (three variants, dense and compact) against
+MACE at matched width and rank, measured in the same run.
+
+Every configuration runs in a fresh process (so its peak RSS is its own), with 2 threads, 3 warm-up
+calls and the median of --repeats timed calls of energy + forces.  Neighbour lists and batches are
+built outside the timed region.
+
+Usage:
+    python benchmarks/speed.py [--channels 64] [--dtype float64] [--molecule ../shared/data/3bpa/train_300K.xyz]
+                               [--systems molecule27,bcc54,bcc128] [--batches 1,16] [--no-mace] [--quick]
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+VARIANTS = ["full", "sym", "sym+lt"]
+
+
+def run_worker(spec: dict) -> dict:
+    import torch
+    from common import build_mace, copies, current_rss_mb, mace_batch, median_time, peak_rss_mb, system
+
+    torch.set_num_threads(spec["threads"])
+    atoms = system(spec["system"], spec.get("molecule"))
+    structures = copies(atoms, spec["batch"])
+    dtype = getattr(torch, spec["dtype"])
+    cutoff = 5.0
+    baseline = current_rss_mb()
+    if spec["model"] == "mace":
+        model = build_mace(spec["channels"], 2, spec["dtype"], cutoff, avg_num_neighbors=15.0)
+        batch = mace_batch(structures, cutoff, spec["dtype"])
+        num_edges = int(batch["edge_index"].shape[1])
+
+        def energy_forces():
+            return model(batch, training=False, compute_force=True)
+
+        def train_step_fn():
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+            def step():
+                optimizer.zero_grad()
+                out = model(batch, training=True, compute_force=True)
+                loss = out["energy"].pow(2).sum() + out["forces"].pow(2).sum()
+                loss.backward()
+                optimizer.step()
+
+            return step
+    else:
+        from ictp_model import build_model
+        from ictp_model.data.graph import collate, graph_from_atoms
+        from ictp_model.model import compute_properties
+
+        torch.manual_seed(0)
+        model = build_model(
+            {
+                "elements": ["H", "C", "N", "O"],
+                "cutoff": cutoff,
+                "channels": spec["channels"],
+                "max_rank": 2,
+                "edge_rank": 3,
+                "correlation": 3,
+                "layers": 2,
+                "variant": spec["model"],
+                "storage": spec["storage"],
+                "dtype": spec["dtype"],
+                "avg_num_neighbors": 15.0,
+            }
+        )
+        graph = collate([graph_from_atoms(a, cutoff, dtype=dtype) for a in structures])
+        num_edges = graph.num_edges
+
+        def energy_forces():
+            return compute_properties(model, graph, forces=True)
+
+        def train_step_fn():
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+            def step():
+                optimizer.zero_grad()
+                out = compute_properties(model, graph, forces=True, training=True)
+                loss = out["energy"].pow(2).sum() + out["forces"].pow(2).sum()
+                loss.backward()
+                optimizer.step()
+
+            return step
+
+    fn = train_step_fn() if spec["mode"] == "train" else energy_forces
+    seconds = median_time(fn, spec["repeats"])
+    return {
+        **spec,
+        "ms_per_structure": 1e3 * seconds / spec["batch"],
+        "ms_per_call": 1e3 * seconds,
+        "peak_rss_mb": peak_rss_mb(),
+        "baseline_rss_mb": baseline,
+        "num_edges": num_edges,
+        "num_atoms": sum(len(a) for a in structures),
+    }
+
+
+def launch(spec: dict) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(spec["threads"]))
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run(
+        [sys.executable, os.path.join(here, "speed.py"), "--worker", json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=here,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["?"]
+        return {**spec, "error": tail[0][:100]}
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float64")
+    parser.add_argument("--molecule", default=None, help="extxyz whose first frame is the 27-atom molecule")
+    parser.add_argument("--systems", default="molecule27,bcc54,bcc128")
+    parser.add_argument("--batches", default="1,16")
+    parser.add_argument("--storages", default="compact,dense")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-mace", action="store_true")
+    parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--json", help="also write all rows to this file")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(run_worker(json.loads(args.worker))))
+        return
+
+    base = dict(channels=args.channels, dtype=args.dtype, threads=args.threads, repeats=args.repeats)
+    if args.molecule:
+        base["molecule"] = os.path.abspath(args.molecule)
+    specs = []
+    for system in args.systems.split(","):
+        for batch in [int(b) for b in args.batches.split(",")]:
+            if not args.no_mace:
+                specs.append(dict(base, system=system, batch=batch, model="mace", storage="-", mode="infer"))
+            for variant in args.variants.split(","):
+                for storage in args.storages.split(","):
+                    specs.append(dict(base, system=system, batch=batch, model=variant, storage=storage, mode="infer"))
+    if not args.no_train:
+        train = dict(base, system="molecule27", batch=5, mode="train", repeats=max(3, args.repeats // 2))
+        if not args.no_mace:
+            specs.append(dict(train, model="mace", storage="-"))
+        for variant in args.variants.split(","):
+            specs.append(dict(train, model=variant, storage="compact"))
+
+    print(
+        f"# {args.channels} channels, {args.dtype}, {args.threads} threads, L = 2, l_max = 3, nu = 3, 2 layers, r_c = 5 A"
+    )
+    print(f"# median of {args.repeats} after 3 warm-up calls; load average at start {os.getloadavg()[0]:.2f}")
+    header = f"{'system':10} {'mode':5} {'batch':>5} {'model':7} {'storage':7} {'edges':>7} {'ms/struct':>10}"
+    header += f" {'peak RSS MB':>11} {'x MACE':>7}"
+    print(header)
+    rows, reference = [], {}
+    for spec in specs:
+        row = launch(spec)
+        rows.append(row)
+        key = (row["system"], row["batch"], row["mode"])
+        if row["model"] == "mace" and "error" not in row:
+            reference[key] = row["ms_per_structure"]
+        if "error" in row:
+            print(
+                f"{row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7} {row['storage']:7} ERROR {row['error']}"
+            )
+            continue
+        ratio = f"{row['ms_per_structure'] / reference[key]:7.2f}" if key in reference else f"{'-':>7}"
+        line = f"{row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7} {row['storage']:7} {row['num_edges']:7d}"
+        line += f" {row['ms_per_structure']:10.1f} {row['peak_rss_mb']:11.0f} {ratio}"
+        print(line, flush=True)
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,27 +1,85 @@
-"""The `ictp` command line: a thin shell over the library."""
+"""The `ictp` command line: a thin shell over the library.
+
+ictp train CONFIG.yaml [--key value ...]   train (keys as in the YAML; dotted keys reach into model/loss)
+ictp eval --model M --data FILE            errors of a model on labelled data
+ictp demo                                  the self-contained demonstration (no download)
+"""
 
 import argparse
 import sys
+from typing import Optional
+
+from ictp_model.data.io import DataError
+from ictp_model.training.config import ConfigError
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    from ictp_model.training.config import load_train_config, parse_overrides
+    from ictp_model.training.run import run_training
+
+    # CONFIG.yaml is optional; argparse would mistake an override's value for it, so read it here
+    path = extra.pop(0) if extra and not extra[0].startswith("--") else None
+    config = load_train_config(path, parse_overrides(extra))
+    run_training(config)
+    return 0
+
+
+def _eval(args: argparse.Namespace, extra: list[str]) -> int:
+    from .evaluate import run_eval
+
+    if extra:
+        raise ConfigError(f"unknown arguments {extra}")
+    return run_eval(args)
+
+
+def _demo(args: argparse.Namespace, extra: list[str]) -> int:
     from .demo import run_demo
 
+    if extra:
+        raise ConfigError(f"unknown arguments {extra}")
     return run_demo(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictp", description="Irreducible Cartesian tensor potentials")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the self-contained demonstration (no download)")
+
+    train = sub.add_parser(
+        "train",
+        usage="ictp train [CONFIG.yaml] [--key value ...]",
+        help="train a model from a YAML config; '--key value' pairs override it (dotted keys reach into model/loss)",
+    )
+    train.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a model on labelled structures")
+    ev.add_argument("--model", required=True, help="model file written by ictp train / save_model")
+    ev.add_argument("--data", required=True, nargs="+", help="labelled structure files (extxyz, ASE db, .npz)")
+    ev.add_argument("--energy-key", default="energy")
+    ev.add_argument("--forces-key", default="forces")
+    ev.add_argument("--stress-key", default="stress")
+    ev.add_argument("--virials-key", default="virials")
+    ev.add_argument("--batch-size", type=int, default=10)
+    ev.add_argument("--device", default="cpu")
+    ev.add_argument("--json", help="write the metrics (meV units) to this JSON file")
+    ev.add_argument(
+        "--write-predictions", help="write the structures with ICTP_energy/ICTP_forces/ICTP_stress to this extxyz file"
+    )
+    ev.set_defaults(func=_eval)
+
+    demo = sub.add_parser("demo", help="generate data with ASE's EMT, train, evaluate, plot (no download)")
     demo.add_argument("--output-dir", default="demo_output")
+    demo.add_argument("--minutes", type=float, default=3.0, help="training time budget")
     demo.set_defaults(func=_demo)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+def main(argv: Optional[list[str]] = None) -> int:
+    args, extra = build_parser().parse_known_args(argv)
+    try:
+        return args.func(args, extra)
+    except (ConfigError, DataError, FileNotFoundError, ValueError) as exc:
+        print(f"ictp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ Glossary (N atoms, E directed edges, G structures in a batch):
 | forces | (N, 3) float or None | reference forces, eV/Å |
 | stress | (G, 3, 3) float or None | reference stress, eV/Å³, ASE sign (positive = tensile) |
 | weight | (G,) float or None | per-structure loss weight |
+| stress_mask | (G,) float or None | 1 where the structure has a stress label, else 0 |
 """
 
 from typing import NamedTuple, Optional
@@ -41,6 +42,7 @@ class AtomicGraph(NamedTuple):
     forces: Optional[Tensor] = None
     stress: Optional[Tensor] = None
     weight: Optional[Tensor] = None
+    stress_mask: Optional[Tensor] = None
 
     @property
     def num_nodes(self) -> int:
@@ -71,8 +73,12 @@ def graph_from_atoms(
     forces: Optional[np.ndarray] = None,
     stress: Optional[np.ndarray] = None,
     weight: float = 1.0,
+    labelled: bool = False,
 ) -> AtomicGraph:
     """One structure as a graph with all neighbours within ``cutoff``.
+
+    With ``labelled``, missing forces/stress are stored as zeros (stress with stress_mask 0), so
+    that a batch of training structures always carries every label field.
 
     Raises:
         ValueError: NaN/inf positions or cell, or a periodic cell of zero volume.
@@ -91,6 +97,12 @@ def graph_from_atoms(
             None if value is None else torch.as_tensor(np.asarray(value, dtype=np.float64), dtype=dtype).reshape(shape)
         )
 
+    stress_mask = None
+    if labelled:
+        forces = np.zeros((len(atoms), 3)) if forces is None else forces
+        stress_mask = torch.tensor([0.0 if stress is None else 1.0], dtype=dtype)
+        stress = np.zeros((3, 3)) if stress is None else stress
+
     return AtomicGraph(
         numbers=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.long),
         positions=torch.as_tensor(positions, dtype=dtype),
@@ -104,6 +116,7 @@ def graph_from_atoms(
         forces=optional(forces, (-1, 3)),
         stress=optional(stress, (1, 3, 3)),
         weight=torch.tensor([weight], dtype=dtype),
+        stress_mask=stress_mask,
     )
 
 
@@ -132,4 +145,5 @@ def collate(graphs: list[AtomicGraph]) -> AtomicGraph:
         forces=cat_labels("forces"),
         stress=cat_labels("stress"),
         weight=cat_labels("weight"),
+        stress_mask=cat_labels("stress_mask"),
     )

@@ -1,0 +1,69 @@
+"""`ictp eval`: errors of a model on labelled files, per file and per config_type."""
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from ase.io import write
+
+from ictp_model.data.io import Keys, read_samples
+from ictp_model.data.statistics import check_elements
+from ictp_model.model.io import load_model
+from ictp_model.training.config import TrainConfig
+from ictp_model.training.loop import evaluate
+from ictp_model.training.metrics import format_table
+from ictp_model.training.run import to_graphs
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    model = load_model(args.model, args.device)
+    config = model.config
+    keys = Keys(args.energy_key, args.forces_key, args.stress_key, args.virials_key)
+    # read and check every file before writing anything
+    files = {path: read_samples(path, keys) for path in args.data}
+    for samples in files.values():
+        check_elements(samples, config.elements)
+    settings = TrainConfig(train_file="-", valid_batch_size=args.batch_size, dtype=config.dtype, progress=False)
+    dtype = getattr(torch, config.dtype)
+    results, written = {}, []
+    for path, samples in files.items():
+        has_stress = any(s.stress is not None for s in samples)
+        _, errors, predictions = evaluate(
+            model, to_graphs(samples, config.cutoff, dtype), samples, settings, stress=has_stress
+        )
+        name = Path(path).name
+        results[name] = errors.metrics()
+        for group, metrics in errors.all_metrics().items():
+            if group != "all":
+                results[f"{name}:{group}"] = metrics
+        for sample, pred in zip(samples, predictions):
+            atoms = sample.atoms.copy()
+            atoms.calc = None
+            atoms.info["ICTP_energy"] = pred["energy"]
+            atoms.arrays["ICTP_forces"] = pred["forces"]
+            if pred["stress"] is not None and atoms.pbc.any():
+                atoms.info["ICTP_stress"] = pred["stress"].reshape(-1)
+            if sample.energy is not None:
+                atoms.info["REF_energy"] = sample.energy
+            if sample.forces is not None:
+                atoms.arrays["REF_forces"] = sample.forces
+            written.append(atoms)
+    print(format_table(results, f"{args.model}: errors (energies in meV, forces in meV/A, stress in meV/A^3)"))
+    if args.json:
+        _atomic_text(args.json, json.dumps(results, indent=1))
+    if args.write_predictions:
+        fd, tmp = tempfile.mkstemp(suffix=".xyz", dir=os.path.dirname(os.path.abspath(args.write_predictions)))
+        os.close(fd)
+        write(tmp, written, format="extxyz")
+        os.replace(tmp, args.write_predictions)
+    return 0
+
+
+def _atomic_text(path: str, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)

@@ -1,0 +1,182 @@
+"""Reading labelled structures: extxyz / any ASE-readable file, ASE db, rMD17 and MD22 .npz.
+
+Units are eV and Å; stresses use the ASE sign (positive = tensile) in eV/Å³.  rMD17 and MD22
+.npz files are in kcal/mol and kcal/mol/Å and are converted (1 kcal/mol = 0.0433641 eV).
+Every problem is reported as one DataError naming the file, the frame and the key.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from ase import Atoms
+from ase.io import read
+from ase.units import kcal, mol
+
+KCAL_PER_MOL = kcal / mol  # eV
+ISOLATED_ATOM_TYPES = {"isolatedatom", "isolated_atom"}
+
+
+class DataError(ValueError):
+    """A data file cannot be used; the message names file, frame and key."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Where labels live. ASE >= 3.23 moves plain `energy`/`forces`/`stress` into a calculator;
+    those names are looked up there too."""
+
+    energy: str = "energy"
+    forces: str = "forces"
+    stress: str = "stress"
+    virials: str = "virials"
+    weight: str = "config_weight"
+
+
+@dataclass
+class Sample:
+    """One labelled structure. stress is None when the frame has none."""
+
+    atoms: Atoms
+    energy: Optional[float]
+    forces: Optional[np.ndarray]
+    stress: Optional[np.ndarray] = None
+    weight: float = 1.0
+    config_type: str = "Default"
+    source: str = ""
+    frame: int = 0
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def is_isolated_atom(self) -> bool:
+        return len(self.atoms) == 1 and self.config_type.lower() in ISOLATED_ATOM_TYPES
+
+
+def _where(path, frame: int, key: str) -> str:
+    return f"{path}: frame {frame}: key '{key}'"
+
+
+def _calc_value(atoms: Atoms, name: str):
+    calc = atoms.calc
+    if calc is None or name not in getattr(calc, "results", {}):
+        return None
+    return calc.results[name]
+
+
+def _finite(value: np.ndarray, path, frame: int, key: str) -> np.ndarray:
+    if not np.all(np.isfinite(value)):
+        raise DataError(f"{_where(path, frame, key)}: contains NaN or inf")
+    return value
+
+
+def _stress_3x3(value, path, frame: int, key: str) -> np.ndarray:
+    value = np.asarray(value, dtype=np.float64).reshape(-1)
+    if value.size == 6:  # Voigt xx yy zz yz xz xy
+        xx, yy, zz, yz, xz, xy = value
+        value = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
+    elif value.size == 9:
+        value = value.reshape(3, 3)
+    else:
+        raise DataError(f"{_where(path, frame, key)}: expected 6 or 9 numbers, got {value.size}")
+    return _finite(value, path, frame, key)
+
+
+def labels_from_atoms(atoms: Atoms, keys: Keys, path, frame: int, require_forces: bool = True) -> Sample:
+    """The labels of one frame, validated."""
+    positions = atoms.get_positions()
+    if not np.all(np.isfinite(positions)):
+        raise DataError(f"{_where(path, frame, 'positions')}: contains NaN or inf")
+    info, arrays = atoms.info, atoms.arrays
+    config_type = str(info.get("config_type", "Default"))
+    energy = info.get(keys.energy, _calc_value(atoms, "energy") if keys.energy == "energy" else None)
+    if energy is None:
+        raise DataError(f"{_where(path, frame, keys.energy)}: missing energy (set energy_key)")
+    try:
+        energy = float(energy)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{_where(path, frame, keys.energy)}: not a number ({energy!r})") from exc
+    _finite(np.asarray(energy), path, frame, keys.energy)
+
+    forces = arrays.get(keys.forces)
+    if forces is None and keys.forces == "forces":
+        forces = _calc_value(atoms, "forces")
+    isolated = len(atoms) == 1 and config_type.lower() in ISOLATED_ATOM_TYPES
+    if forces is None:
+        if require_forces and not isolated:
+            raise DataError(f"{_where(path, frame, keys.forces)}: missing forces (set forces_key)")
+    else:
+        forces = np.asarray(forces, dtype=np.float64)
+        if forces.shape != (len(atoms), 3):
+            raise DataError(f"{_where(path, frame, keys.forces)}: shape {forces.shape}, expected ({len(atoms)}, 3)")
+        _finite(forces, path, frame, keys.forces)
+
+    stress = info.get(keys.stress)
+    if stress is None and keys.stress == "stress":
+        stress = _calc_value(atoms, "stress")
+    if stress is not None:
+        stress = _stress_3x3(stress, path, frame, keys.stress)
+    elif keys.virials in info:
+        virials = _stress_3x3(info[keys.virials], path, frame, keys.virials)
+        volume = abs(atoms.get_volume()) if atoms.pbc.any() else 0.0
+        if volume <= 1e-12:
+            raise DataError(f"{_where(path, frame, keys.virials)}: virials need a periodic cell with a volume")
+        stress = -virials / volume
+    weight = float(info.get(keys.weight, 1.0))
+    return Sample(atoms, energy, forces, stress, weight, config_type, str(path), frame)
+
+
+def _read_npz(path: Path) -> list[Sample]:
+    """rMD17 (nuclear_charges, coords, energies, forces) or MD22 (z, R, E, F) in kcal/mol."""
+    with np.load(path, allow_pickle=False) as data:
+        names = set(data.files)
+        if {"nuclear_charges", "coords", "energies", "forces"} <= names:
+            z, r, e, f = data["nuclear_charges"], data["coords"], data["energies"], data["forces"]
+            keys = ("nuclear_charges", "coords", "energies", "forces")
+        elif {"z", "R", "E", "F"} <= names:
+            z, r, e, f = data["z"], data["R"], data["E"], data["F"]
+            keys = ("z", "R", "E", "F")
+        else:
+            raise DataError(f"{path}: frame -: key '-': not an rMD17 or MD22 .npz (keys {sorted(names)})")
+    e = np.asarray(e, dtype=np.float64).reshape(-1)
+    if r.ndim != 3 or r.shape[1:] != (len(z), 3):
+        raise DataError(f"{path}: frame -: key '{keys[1]}': shape {r.shape}, expected (frames, {len(z)}, 3)")
+    if f.shape != r.shape or len(e) != len(r):
+        raise DataError(
+            f"{path}: frame -: key '{keys[3]}': {f.shape} forces and {len(e)} energies for {r.shape} positions"
+        )
+    samples = []
+    for frame in range(len(r)):
+        _finite(r[frame], path, frame, keys[1])
+        _finite(e[frame : frame + 1], path, frame, keys[2])
+        _finite(f[frame], path, frame, keys[3])
+        atoms = Atoms(numbers=z, positions=r[frame])
+        samples.append(
+            Sample(atoms, float(e[frame]) * KCAL_PER_MOL, f[frame] * KCAL_PER_MOL, source=str(path), frame=frame)
+        )
+    return samples
+
+
+def read_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bool = True) -> list[Sample]:
+    """All labelled frames of a file (extxyz or any ASE format, ASE .db, rMD17/MD22 .npz).
+
+    Raises:
+        DataError: missing file, empty or unreadable file, missing key, NaN/inf, wrong shapes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: frame -: key '-': no such file")
+    if path.suffix == ".npz":
+        samples = _read_npz(path)
+    else:
+        if path.stat().st_size == 0:
+            raise DataError(f"{path}: frame -: key '-': the file is empty")
+        try:
+            frames = read(path, index=index)
+        except Exception as exc:
+            raise DataError(f"{path}: frame -: key '-': cannot be read ({type(exc).__name__}: {exc})") from exc
+        frames = frames if isinstance(frames, list) else [frames]
+        samples = [labels_from_atoms(a, keys, path, i, require_forces) for i, a in enumerate(frames)]
+    if not samples:
+        raise DataError(f"{path}: frame -: key '-': no structures in the file")
+    return samples

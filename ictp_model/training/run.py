@@ -83,8 +83,9 @@ def resolve_e0s(config: TrainConfig, splits: DataSplits, elements: list[str]) ->
         return {e: float(source[e]) for e in elements}
     if source == "average":
         return e0s_least_squares(splits.train, elements)
+    keys = Keys(energy=config.energy_key)
     found = e0s_from_isolated_atoms(
-        splits.isolated if source == "isolated" else read_samples(source, require_forces=False)
+        splits.isolated if source == "isolated" else read_samples(source, keys, require_forces=False)
     )
     missing = sorted(set(elements) - set(found))
     if missing:

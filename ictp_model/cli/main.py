@@ -32,6 +32,16 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     return run_eval(args)
 
 
+def _export(args: argparse.Namespace, extra: list[str]) -> int:
+    from ictp_export import export_model
+
+    if extra:
+        raise ConfigError(f"unknown arguments {extra}")
+    path = export_model(args.model, args.out)
+    print(f"wrote {path}: use it with 'pair_style ictp' and 'pair_coeff * * {path} <element per type>'")
+    return 0
+
+
 def _demo(args: argparse.Namespace, extra: list[str]) -> int:
     from .demo import run_demo
 
@@ -65,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-predictions", help="write the structures with ICTP_energy/ICTP_forces/ICTP_stress to this extxyz file"
     )
     ev.set_defaults(func=_eval)
+
+    export = sub.add_parser("export", help="export a model to TorchScript for LAMMPS (pair_style ictp)")
+    export.add_argument("--model", required=True, help="model file written by ictp train / save_model")
+    export.add_argument("--out", required=True, help="output file, e.g. model-lammps.pt")
+    export.set_defaults(func=_export)
 
     demo = sub.add_parser("demo", help="generate data with ASE's EMT, train, evaluate, plot (no download)")
     demo.add_argument("--output-dir", default="demo_output")

@@ -1,0 +1,77 @@
+"""The module that `pair_style ictp` runs through libtorch: the one documented interface.
+
+Attributes (read by the C++ side after torch::jit::load):
+    format_version (int)   this interface's version, currently 1
+    cutoff (float)         radial cutoff r_c in Å
+    num_layers (int)       message-passing layers T; ghost atoms must reach T · r_c
+    elements (List[str])   chemical symbols in the model's species order
+    dtype (str)            "float64" or "float32": the precision the network runs in
+    config (str)           the model's hyperparameters as JSON (for provenance)
+
+forward(positions, species, edge_index, nlocal, compute_virial) -> Dict[str, Tensor]
+    positions   (N_all, 3) float64   local atoms first, then ghost atoms (Å)
+    species     (N_all,)   int64     index into `elements` for every atom
+    edge_index  (2, E)     int64     row 0: centre atom i (local or ghost), row 1: neighbour j;
+                                     every pair with |r_j - r_i| < cutoff whose centre's features
+                                     are needed, i.e. centres within (T - 1) · r_c of a local atom
+    nlocal      int                  number of local atoms
+    compute_virial bool              also return the virials
+  returns (all float64):
+    energy      ()          Σ of the per-atom energies of the local atoms (eV)
+    node_energy (nlocal,)   per-atom energies of the local atoms (eV)
+    forces      (N_all, 3)  -∂energy/∂r for every atom; ghost forces must be reverse-communicated
+    virial      (3, 3)      W = -Σ_edges r_ij ⊗ ∂energy/∂r_ij (eV), only with compute_virial
+    atom_virial (N_all, 3, 3) each edge's term split half to i and half to j, only with compute_virial
+
+Forces and virials come from the same edge-gradient formulas as the Python path
+(:mod:`ictp_model.model.potential`), so LAMMPS and the ASE calculator share one derivation.
+"""
+
+import json
+
+import torch
+from torch import Tensor
+
+from ictp_model.model.network import ICTPNetwork
+from ictp_model.model.potential import edge_gradients, edge_virials, forces_from_edges
+
+FORMAT_VERSION = 1
+
+
+class LAMMPSModel(torch.nn.Module):
+    elements: list[str]
+
+    def __init__(self, network: ICTPNetwork):
+        super().__init__()
+        config = network.config
+        self.network = network
+        self.format_version = FORMAT_VERSION
+        self.cutoff = float(config.cutoff)
+        self.num_layers = int(config.layers)
+        self.elements = list(config.elements)
+        self.dtype = str(config.dtype)
+        self.config = json.dumps(config.to_dict())
+
+    def forward(
+        self, positions: Tensor, species: Tensor, edge_index: Tensor, nlocal: int, compute_virial: bool
+    ) -> dict[str, Tensor]:
+        dtype = self.network.embedding.dtype
+        pos = positions.to(dtype)
+        vectors = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
+        vectors = vectors.detach().requires_grad_(True)
+        node_energy = self.network(species, edge_index, vectors)[:nlocal]
+        gradients = edge_gradients(node_energy, vectors, create_graph=False)
+        out = {
+            "energy": node_energy.sum().detach().double(),
+            "node_energy": node_energy.detach().double(),
+            "forces": forces_from_edges(gradients, edge_index, positions.shape[0]).double(),
+        }
+        if compute_virial:
+            per_edge = edge_virials(gradients, vectors.detach()).double()
+            atom_virial = torch.zeros(positions.shape[0], 3, 3, dtype=torch.float64, device=positions.device)
+            atom_virial = atom_virial.index_add(0, edge_index[0], 0.5 * per_edge).index_add(
+                0, edge_index[1], 0.5 * per_edge
+            )
+            out["virial"] = per_edge.sum(0)
+            out["atom_virial"] = atom_virial
+        return out

@@ -1,0 +1,85 @@
+"""Find, and build on first use, the LAMMPS plugin `libpair_ictp.so`.
+
+The plugin is built with CMake from the repository's top-level CMakeLists.txt against the installed
+torch (libtorch) and the `lammps` Python package (headers and liblammps.so).  The build folder is
+$ICTP_PLUGIN_BUILD_DIR if set, else build/plugin in the repository.
+"""
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+LIBRARY = "libpair_ictp.so"
+
+
+def source_dir() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def build_dir() -> Path:
+    return Path(os.environ.get("ICTP_PLUGIN_BUILD_DIR", source_dir() / "build" / "plugin"))
+
+
+def _sources() -> list[Path]:
+    root = source_dir()
+    return [root / "CMakeLists.txt", *sorted((root / "pair_ictp").glob("*.[ch]*"))]
+
+
+def _up_to_date(library: Path) -> bool:
+    if not library.is_file():
+        return False
+    built = library.stat().st_mtime
+    return all(src.stat().st_mtime <= built for src in _sources() if src.exists())
+
+
+def plugin_path(build: bool = True, verbose: bool = False) -> Path:
+    """Path of the built plugin, for `plugin load <path>` in LAMMPS; builds it first if it is missing
+    or older than its sources (one build at a time, guarded by a lock file).
+
+    Raises:
+        FileNotFoundError: the C++ sources are not next to this package (not a source checkout).
+        RuntimeError: the build failed; the message holds the end of the compiler output.
+    """
+    root = source_dir()
+    if not (root / "CMakeLists.txt").is_file() or not (root / "pair_ictp").is_dir():
+        raise FileNotFoundError(
+            f"the pair_ictp sources and CMakeLists.txt are not in {root}; build from a source checkout"
+        )
+    folder = build_dir()
+    library = folder / LIBRARY
+    if _up_to_date(library) or not build:
+        if not library.is_file():
+            raise FileNotFoundError(f"{library} is not built; call plugin_path(build=True)")
+        return library
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _up_to_date(library):
+            _build(root, folder, verbose)
+    return library
+
+
+def _build(root: Path, folder: Path, verbose: bool) -> None:
+    commands = [
+        [
+            "cmake",
+            "-S",
+            str(root),
+            "-B",
+            str(folder),
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DPython_EXECUTABLE={sys.executable}",
+        ],
+        ["cmake", "--build", str(folder), "-j", str(max(1, min(4, os.cpu_count() or 1)))],
+    ]
+    for command in commands:
+        result = subprocess.run(command, capture_output=not verbose, text=True)
+        if result.returncode != 0:
+            tail = "\n".join(((result.stdout or "") + (result.stderr or "")).splitlines()[-30:])
+            raise RuntimeError(f"building the LAMMPS plugin failed: {' '.join(command)}\n{tail}")
+
+
+if __name__ == "__main__":
+    print(plugin_path(verbose="-v" in sys.argv))

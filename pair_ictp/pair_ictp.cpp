@@ -1,0 +1,285 @@
+/* pair_style ictp: ICTP machine-learned interatomic potentials through libtorch.
+ *
+ * The model is the TorchScript module written by `ictp export`; its interface is documented in
+ * ictp_export/lammps_model.py.  Message passing over T layers across domain boundaries works on
+ * local + ghost atoms: the ghost region is raised to T * cutoff (+ skin), the full neighbour list
+ * includes ghost atoms (REQ_GHOST), every atom within (T - 1) * cutoff of a local atom becomes a
+ * message centre, only local per-atom energies are summed, and forces on ghost atoms are returned
+ * to their owners by LAMMPS' reverse communication (newton on).
+ *
+ * Part of ictp; GPL-2.0 like LAMMPS (see pair_ictp/LICENSE).
+ */
+
+#include "pair_ictp.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "update.h"
+
+#include <torch/cuda.h>
+
+#include <climits>
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+PairICTP::PairICTP(LAMMPS *lmp) : Pair(lmp)
+{
+  restartinfo = 0;
+  manybody_flag = 1;
+  one_coeff = 1;
+  single_enable = 0;
+  ghostneigh = 1;                  // neighbour lists of ghost atoms: they are message centres too
+  no_virial_fdotr_compute = 1;     // the virial comes from the model's edge gradients
+}
+
+PairICTP::~PairICTP()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(cutghost);
+  }
+}
+
+void PairICTP::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes;
+  memory->create(setflag, n + 1, n + 1, "pair:setflag");
+  memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
+  memory->create(cutghost, n + 1, n + 1, "pair:cutghost");
+  for (int i = 1; i <= n; i++)
+    for (int j = i; j <= n; j++) setflag[i][j] = 0;
+  type_to_species.assign(n + 1, -1);
+}
+
+/* pair_style ictp [device cpu|cuda] */
+
+void PairICTP::settings(int narg, char **arg)
+{
+  int iarg = 0;
+  while (iarg < narg) {
+    if (strcmp(arg[iarg], "device") == 0 && iarg + 1 < narg) {
+      if (strcmp(arg[iarg + 1], "cuda") == 0)
+        want_cuda = true;
+      else if (strcmp(arg[iarg + 1], "cpu") == 0)
+        want_cuda = false;
+      else
+        error->all(FLERR, "pair_style ictp: device must be cpu or cuda, got '{}'", arg[iarg + 1]);
+      iarg += 2;
+    } else {
+      error->all(FLERR, "pair_style ictp: unknown argument '{}' (usage: pair_style ictp [device cpu|cuda])",
+                 arg[iarg]);
+    }
+  }
+}
+
+void PairICTP::select_device()
+{
+  if (!want_cuda) {
+    device = torch::kCPU;
+    return;
+  }
+  if (!torch::cuda::is_available())
+    error->all(FLERR,
+               "pair_style ictp: device cuda requested, but this libtorch has no CUDA support or no GPU "
+               "is visible");
+  // one GPU per rank, chosen by the rank's index among the ranks on its node
+  MPI_Comm node;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, comm->me, MPI_INFO_NULL, &node);
+  int local_rank = 0;
+  MPI_Comm_rank(node, &local_rank);
+  MPI_Comm_free(&node);
+  int count = static_cast<int>(torch::cuda::device_count());
+  device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(local_rank % count));
+}
+
+void PairICTP::load_model(const std::string &path)
+{
+  try {
+    model = torch::jit::load(path, torch::kCPU);
+  } catch (const std::exception &e) {
+    std::string what = e.what();
+    error->all(FLERR, "pair_style ictp: cannot load model file '{}': {}", path,
+               what.substr(0, what.find('\n')));
+  }
+  for (const char *name : {"format_version", "cutoff", "num_layers", "elements"})
+    if (!model.hasattr(name))
+      error->all(FLERR,
+                 "pair_style ictp: '{}' is not an exported ictp model (no attribute '{}'); "
+                 "write one with 'ictp export'",
+                 path, name);
+  int version = static_cast<int>(model.attr("format_version").toInt());
+  if (version != 1)
+    error->all(FLERR, "pair_style ictp: model '{}' has format version {}, this plugin reads version 1",
+               path, version);
+  cutoff = model.attr("cutoff").toDouble();
+  num_layers = static_cast<int>(model.attr("num_layers").toInt());
+  model_elements.clear();
+  for (const auto &e : model.attr("elements").toListRef()) model_elements.push_back(e.toStringRef());
+  select_device();
+  model.to(device);
+  model.eval();
+  model_loaded = true;
+}
+
+/* pair_coeff * * model-lammps.pt El_1 ... El_ntypes */
+
+void PairICTP::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  int ntypes = atom->ntypes;
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "pair_coeff for ictp needs '* * model-file' and one element per atom type: "
+               "expected {} elements, got {}",
+               ntypes, narg - 3);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff for ictp must start with '* *'");
+  load_model(arg[2]);
+  for (int t = 1; t <= ntypes; t++) {
+    std::string symbol = arg[2 + t];
+    long index = -1;
+    for (size_t k = 0; k < model_elements.size(); k++)
+      if (model_elements[k] == symbol) index = static_cast<long>(k);
+    if (index < 0) {
+      std::string known;
+      for (const auto &e : model_elements) known += " " + e;
+      error->all(FLERR, "pair_coeff for ictp: element '{}' (type {}) is not in the model; it knows:{}", symbol,
+                 t, known);
+    }
+    type_to_species[t] = index;
+  }
+  for (int i = 1; i <= ntypes; i++)
+    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+}
+
+void PairICTP::init_style()
+{
+  if (!model_loaded) error->all(FLERR, "pair_style ictp: no model loaded; use pair_coeff * * model-file ...");
+  if (force->newton_pair == 0) error->all(FLERR, "pair_style ictp requires newton pair on");
+  if (strcmp(update->unit_style, "metal") != 0)
+    error->all(FLERR, "pair_style ictp requires 'units metal' (eV, Angstrom), got '{}'", update->unit_style);
+  neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  // messages travel one cutoff per layer: ghosts must reach num_layers * cutoff
+  double ghost = num_layers * cutoff + neighbor->skin;
+  if (comm->cutghostuser < ghost) {
+    comm->cutghostuser = ghost;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair_style ictp: ghost cutoff set to {:.4g} A ({} layers x {:.4g} A + skin)\n", ghost,
+                     num_layers, cutoff);
+  }
+}
+
+double PairICTP::init_one(int i, int j)
+{
+  cutghost[i][j] = cutghost[j][i] = cutoff;
+  return cutoff;
+}
+
+void PairICTP::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const int ncentre = list->inum + list->gnum;
+  int *ilist = list->ilist;
+  int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+  const double cut2 = cutoff * cutoff;
+
+  // distance in layers from the local atoms: centres are the atoms within (T - 1) cutoffs
+  std::vector<int> level(nall, INT_MAX);
+  for (int i = 0; i < nlocal; i++) level[i] = 0;
+  for (int t = 1; t < num_layers; t++)
+    for (int ii = 0; ii < ncentre; ii++) {
+      int i = ilist[ii];
+      if (level[i] != t - 1) continue;
+      for (int jj = 0; jj < numneigh[i]; jj++) {
+        int j = firstneigh[i][jj] & NEIGHMASK;
+        double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+        if (dx * dx + dy * dy + dz * dz < cut2 && level[j] > t) level[j] = t;
+      }
+    }
+
+  std::vector<long> centres, neighbours;
+  for (int ii = 0; ii < ncentre; ii++) {
+    int i = ilist[ii];
+    if (level[i] >= num_layers) continue;
+    for (int jj = 0; jj < numneigh[i]; jj++) {
+      int j = firstneigh[i][jj] & NEIGHMASK;
+      double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+      if (dx * dx + dy * dy + dz * dz < cut2) {
+        centres.push_back(i);
+        neighbours.push_back(j);
+      }
+    }
+  }
+  const long nedges = static_cast<long>(centres.size());
+
+  auto options = torch::TensorOptions().dtype(torch::kFloat64);
+  torch::Tensor positions = torch::from_blob(x[0], {nall, 3}, options).clone();
+  torch::Tensor species = torch::empty({nall}, torch::TensorOptions().dtype(torch::kInt64));
+  auto species_a = species.accessor<int64_t, 1>();
+  for (int i = 0; i < nall; i++) species_a[i] = type_to_species[type[i]];
+  torch::Tensor edge_index = torch::empty({2, nedges}, torch::TensorOptions().dtype(torch::kInt64));
+  if (nedges > 0) {
+    std::memcpy(edge_index[0].data_ptr<int64_t>(), centres.data(), nedges * sizeof(int64_t));
+    std::memcpy(edge_index[1].data_ptr<int64_t>(), neighbours.data(), nedges * sizeof(int64_t));
+  }
+
+  const bool want_virial = vflag_global || vflag_atom;
+  std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
+                                         static_cast<int64_t>(nlocal), want_virial};
+  c10::IValue result;
+  try {
+    result = model.forward(inputs);
+  } catch (const std::exception &e) {
+    std::string what = e.what();
+    error->one(FLERR, "pair_style ictp: model evaluation failed: {}", what.substr(0, what.find('\n')));
+  }
+  auto out = result.toGenericDict();
+
+  torch::Tensor forces = out.at("forces").toTensor().to(torch::kCPU).contiguous();
+  auto forces_a = forces.accessor<double, 2>();
+  for (int i = 0; i < nall; i++)
+    for (int k = 0; k < 3; k++) f[i][k] += forces_a[i][k];
+
+  if (eflag_global) eng_vdwl += out.at("energy").toTensor().to(torch::kCPU).item<double>();
+  if (eflag_atom) {
+    torch::Tensor node_energy = out.at("node_energy").toTensor().to(torch::kCPU).contiguous();
+    auto e_a = node_energy.accessor<double, 1>();
+    for (int i = 0; i < nlocal; i++) eatom[i] += e_a[i];
+  }
+  if (vflag_global) {
+    torch::Tensor w = out.at("virial").toTensor().to(torch::kCPU).contiguous();
+    auto w_a = w.accessor<double, 2>();
+    virial[0] += w_a[0][0];
+    virial[1] += w_a[1][1];
+    virial[2] += w_a[2][2];
+    virial[3] += 0.5 * (w_a[0][1] + w_a[1][0]);
+    virial[4] += 0.5 * (w_a[0][2] + w_a[2][0]);
+    virial[5] += 0.5 * (w_a[1][2] + w_a[2][1]);
+  }
+  if (vflag_atom) {
+    torch::Tensor w = out.at("atom_virial").toTensor().to(torch::kCPU).contiguous();
+    auto w_a = w.accessor<double, 3>();
+    for (int i = 0; i < nall; i++) {
+      vatom[i][0] += w_a[i][0][0];
+      vatom[i][1] += w_a[i][1][1];
+      vatom[i][2] += w_a[i][2][2];
+      vatom[i][3] += 0.5 * (w_a[i][0][1] + w_a[i][1][0]);
+      vatom[i][4] += 0.5 * (w_a[i][0][2] + w_a[i][2][0]);
+      vatom[i][5] += 0.5 * (w_a[i][1][2] + w_a[i][2][1]);
+    }
+  }
+}

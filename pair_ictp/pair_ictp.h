@@ -1,0 +1,53 @@
+/* pair_style ictp: ICTP machine-learned interatomic potentials through libtorch.
+ *
+ * Part of ictp. This directory is a LAMMPS plugin and, as LAMMPS is GPL-2.0, is distributed under
+ * the GNU General Public License version 2 (see pair_ictp/LICENSE).
+ */
+
+#ifdef PAIR_CLASS
+// clang-format off
+PairStyle(ictp,PairICTP);
+// clang-format on
+#else
+
+#ifndef LMP_PAIR_ICTP_H
+#define LMP_PAIR_ICTP_H
+
+#include <torch/script.h>
+
+#include "pair.h"
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class PairICTP : public Pair {
+ public:
+  PairICTP(class LAMMPS *);
+  ~PairICTP() override;
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+
+ protected:
+  void allocate();
+  void load_model(const std::string &path);
+  void select_device();
+
+  torch::jit::Module model;
+  bool model_loaded = false;
+  torch::Device device = torch::kCPU;
+  bool want_cuda = false;
+  double cutoff = 0.0;
+  int num_layers = 0;
+  std::vector<std::string> model_elements;
+  std::vector<long> type_to_species;    // LAMMPS type -> index into model_elements
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
+#endif

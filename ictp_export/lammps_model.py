@@ -8,20 +8,27 @@ Attributes (read by the C++ side after torch::jit::load):
     dtype (str)            "float64" or "float32": the precision the network runs in
     config (str)           the model's hyperparameters as JSON (for provenance)
 
-forward(positions, species, edge_index, nlocal, compute_virial) -> Dict[str, Tensor]
-    positions   (N_all, 3) float64   local atoms first, then ghost atoms (Å)
-    species     (N_all,)   int64     index into `elements` for every atom
-    edge_index  (2, E)     int64     row 0: centre atom i (local or ghost), row 1: neighbour j;
-                                     every pair with |r_j - r_i| < cutoff whose centre's features
-                                     are needed, i.e. centres within (T - 1) · r_c of a local atom
-    nlocal      int                  number of local atoms
+forward(positions, species, edge_index, receivers, compute_virial) -> Dict[str, Tensor]
+    positions   (N, 3)     float64   the atoms that take part (Å), ordered by their distance in
+                                     layers from the local atoms: local atoms first (level 0),
+                                     then ghosts of level 1 (within r_c of a local atom), …, up to
+                                     level T; ghosts farther away are left out
+    species     (N,)       int64     index into `elements` for every atom
+    edge_index  (2, E)     int64     row 0: centre atom i, row 1: neighbour j; every pair with
+                                     |r_j - r_i| < cutoff whose centre has level <= T - 1, sorted
+                                     by centre
+    receivers   List[int]            receivers[t] = number of atoms of level <= T - 1 - t: the
+                                     atoms that layer t must update; receivers[-1] = local atoms
     compute_virial bool              also return the virials
   returns (all float64):
     energy      ()          Σ of the per-atom energies of the local atoms (eV)
     node_energy (nlocal,)   per-atom energies of the local atoms (eV)
-    forces      (N_all, 3)  -∂energy/∂r for every atom; ghost forces must be reverse-communicated
+    forces      (N, 3)      -∂energy/∂r for every atom; ghost forces must be reverse-communicated
     virial      (3, 3)      W = -Σ_edges r_ij ⊗ ∂energy/∂r_ij (eV), only with compute_virial
-    atom_virial (N_all, 3, 3) each edge's term split half to i and half to j, only with compute_virial
+    atom_virial (N, 3, 3)   each edge's term split half to i and half to j, only with compute_virial
+
+With receivers = [N] * T and nlocal = N, every atom is updated in every layer: that is also a
+valid call (used by the tests on plain graphs).
 
 Forces and virials come from the same edge-gradient formulas as the Python path
 (:mod:`ictp_model.model.potential`), so LAMMPS and the ASE calculator share one derivation.
@@ -53,13 +60,13 @@ class LAMMPSModel(torch.nn.Module):
         self.config = json.dumps(config.to_dict())
 
     def forward(
-        self, positions: Tensor, species: Tensor, edge_index: Tensor, nlocal: int, compute_virial: bool
+        self, positions: Tensor, species: Tensor, edge_index: Tensor, receivers: list[int], compute_virial: bool
     ) -> dict[str, Tensor]:
         dtype = self.network.embedding.dtype
         pos = positions.to(dtype)
         vectors = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
         vectors = vectors.detach().requires_grad_(True)
-        node_energy = self.network(species, edge_index, vectors)[:nlocal]
+        node_energy = self.network(species, edge_index, vectors, receivers)
         gradients = edge_gradients(node_energy, vectors, create_graph=False)
         out = {
             "energy": node_energy.sum().detach().double(),

@@ -3,9 +3,10 @@
  * The model is the TorchScript module written by `ictp export`; its interface is documented in
  * ictp_export/lammps_model.py.  Message passing over T layers across domain boundaries works on
  * local + ghost atoms: the ghost region is raised to T * cutoff (+ skin), the full neighbour list
- * includes ghost atoms (REQ_GHOST), every atom within (T - 1) * cutoff of a local atom becomes a
- * message centre, only local per-atom energies are summed, and forces on ghost atoms are returned
- * to their owners by LAMMPS' reverse communication (newton on).
+ * includes ghost atoms (REQ_GHOST), atoms are ordered by their distance in layers from the local
+ * atoms so that layer t updates only the atoms the later layers need, only local per-atom
+ * energies are summed, and forces on ghost atoms are returned to their owners by LAMMPS' reverse
+ * communication (newton on).
  *
  * Part of ictp; GPL-2.0 like LAMMPS (see pair_ictp/LICENSE).
  */
@@ -197,10 +198,12 @@ void PairICTP::compute(int eflag, int vflag)
   int **firstneigh = list->firstneigh;
   const double cut2 = cutoff * cutoff;
 
-  // distance in layers from the local atoms: centres are the atoms within (T - 1) cutoffs
+  // level = distance in layers from the local atoms (0 for local atoms). Layer t must update the
+  // atoms of level <= T - 1 - t; atoms beyond level T are not needed. Atoms are reordered by level
+  // (local atoms keep their indices) so that each layer works on a prefix of the atoms and edges.
   std::vector<int> level(nall, INT_MAX);
   for (int i = 0; i < nlocal; i++) level[i] = 0;
-  for (int t = 1; t < num_layers; t++)
+  for (int t = 1; t <= num_layers; t++)
     for (int ii = 0; ii < ncentre; ii++) {
       int i = ilist[ii];
       if (level[i] != t - 1) continue;
@@ -210,27 +213,49 @@ void PairICTP::compute(int eflag, int vflag)
         if (dx * dx + dy * dy + dz * dz < cut2 && level[j] > t) level[j] = t;
       }
     }
+  std::vector<int> order;    // new index -> LAMMPS index
+  std::vector<long> new_index(nall, -1);
+  std::vector<int64_t> receivers(num_layers, 0);
+  for (int t = 0; t <= num_layers; t++) {
+    for (int i = 0; i < nall; i++)
+      if (level[i] == t) {
+        new_index[i] = static_cast<long>(order.size());
+        order.push_back(i);
+      }
+    for (int layer = 0; layer < num_layers; layer++)
+      if (t == num_layers - 1 - layer) receivers[layer] = static_cast<int64_t>(order.size());
+  }
+  const long nused = static_cast<long>(order.size());
 
-  std::vector<long> centres, neighbours;
-  for (int ii = 0; ii < ncentre; ii++) {
-    int i = ilist[ii];
-    if (level[i] >= num_layers) continue;
+  // the list's neighbours of every atom (local or ghost) are reachable through firstneigh[i]
+  std::vector<int> list_index(nall, -1);
+  for (int ii = 0; ii < ncentre; ii++) list_index[ilist[ii]] = ii;
+  std::vector<int64_t> centres, neighbours;
+  for (long k = 0; k < nused; k++) {
+    int i = order[k];
+    if (level[i] >= num_layers) break;    // atoms are sorted by level
+    if (list_index[i] < 0) error->one(FLERR, "pair_style ictp: atom {} has no neighbour list", i);
     for (int jj = 0; jj < numneigh[i]; jj++) {
       int j = firstneigh[i][jj] & NEIGHMASK;
       double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz < cut2) {
-        centres.push_back(i);
-        neighbours.push_back(j);
+        centres.push_back(k);
+        neighbours.push_back(new_index[j]);
       }
     }
   }
   const long nedges = static_cast<long>(centres.size());
 
   auto options = torch::TensorOptions().dtype(torch::kFloat64);
-  torch::Tensor positions = torch::from_blob(x[0], {nall, 3}, options).clone();
-  torch::Tensor species = torch::empty({nall}, torch::TensorOptions().dtype(torch::kInt64));
+  torch::Tensor positions = torch::empty({nused, 3}, options);
+  torch::Tensor species = torch::empty({nused}, torch::TensorOptions().dtype(torch::kInt64));
+  auto positions_a = positions.accessor<double, 2>();
   auto species_a = species.accessor<int64_t, 1>();
-  for (int i = 0; i < nall; i++) species_a[i] = type_to_species[type[i]];
+  for (long k = 0; k < nused; k++) {
+    int i = order[k];
+    for (int d = 0; d < 3; d++) positions_a[k][d] = x[i][d];
+    species_a[k] = type_to_species[type[i]];
+  }
   torch::Tensor edge_index = torch::empty({2, nedges}, torch::TensorOptions().dtype(torch::kInt64));
   if (nedges > 0) {
     std::memcpy(edge_index[0].data_ptr<int64_t>(), centres.data(), nedges * sizeof(int64_t));
@@ -238,8 +263,9 @@ void PairICTP::compute(int eflag, int vflag)
   }
 
   const bool want_virial = vflag_global || vflag_atom;
+  c10::List<int64_t> receiver_list(receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
-                                         static_cast<int64_t>(nlocal), want_virial};
+                                         receiver_list, want_virial};
   c10::IValue result;
   try {
     result = model.forward(inputs);
@@ -251,8 +277,8 @@ void PairICTP::compute(int eflag, int vflag)
 
   torch::Tensor forces = out.at("forces").toTensor().to(torch::kCPU).contiguous();
   auto forces_a = forces.accessor<double, 2>();
-  for (int i = 0; i < nall; i++)
-    for (int k = 0; k < 3; k++) f[i][k] += forces_a[i][k];
+  for (long k = 0; k < nused; k++)
+    for (int d = 0; d < 3; d++) f[order[k]][d] += forces_a[k][d];
 
   if (eflag_global) eng_vdwl += out.at("energy").toTensor().to(torch::kCPU).item<double>();
   if (eflag_atom) {
@@ -273,13 +299,14 @@ void PairICTP::compute(int eflag, int vflag)
   if (vflag_atom) {
     torch::Tensor w = out.at("atom_virial").toTensor().to(torch::kCPU).contiguous();
     auto w_a = w.accessor<double, 3>();
-    for (int i = 0; i < nall; i++) {
-      vatom[i][0] += w_a[i][0][0];
-      vatom[i][1] += w_a[i][1][1];
-      vatom[i][2] += w_a[i][2][2];
-      vatom[i][3] += 0.5 * (w_a[i][0][1] + w_a[i][1][0]);
-      vatom[i][4] += 0.5 * (w_a[i][0][2] + w_a[i][2][0]);
-      vatom[i][5] += 0.5 * (w_a[i][1][2] + w_a[i][2][1]);
+    for (long k = 0; k < nused; k++) {
+      int i = order[k];
+      vatom[i][0] += w_a[k][0][0];
+      vatom[i][1] += w_a[k][1][1];
+      vatom[i][2] += w_a[k][2][2];
+      vatom[i][3] += 0.5 * (w_a[k][0][1] + w_a[k][1][0]);
+      vatom[i][4] += 0.5 * (w_a[k][0][2] + w_a[k][2][0]);
+      vatom[i][5] += 0.5 * (w_a[k][1][2] + w_a[k][2][1]);
     }
   }
 }

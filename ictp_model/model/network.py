@@ -4,6 +4,8 @@ Forces and stress are not computed here: :mod:`.potential` differentiates these 
 The forward pass is TorchScript-compatible; the LAMMPS export scripts it.
 """
 
+from typing import Optional
+
 import torch
 from torch import Tensor, nn
 
@@ -95,12 +97,33 @@ class ICTPNetwork(nn.Module):
         radial = self.bessel(lengths) * self.envelope(lengths).unsqueeze(-1)
         return [harmonics, radial]
 
-    def forward(self, species: Tensor, edge_index: Tensor, vectors: Tensor) -> Tensor:
+    def forward(
+        self, species: Tensor, edge_index: Tensor, vectors: Tensor, receivers: Optional[list[int]] = None
+    ) -> Tensor:
+        """Per-atom energies.
+
+        receivers (optional, used by LAMMPS): layer t updates only the first receivers[t] atoms,
+        with the edges centred on them; atoms must be ordered so that each layer's receivers come
+        first and edges sorted by centre.  The result then covers the first receivers[-1] atoms.
+        """
         edge_harmonics, radial = self.edge_features(vectors)
         h: list[Tensor] = [self.embedding.index_select(0, species).unsqueeze(-1)]  # (N, C, 1)
-        energy = torch.zeros(species.shape[0], dtype=vectors.dtype, device=vectors.device)
+        num_out = species.shape[0] if receivers is None else receivers[-1]
+        energy = torch.zeros(num_out, dtype=vectors.dtype, device=vectors.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
-            h = layer(h, species, edge_harmonics, radial, edge_index)
-            energy = energy + readout(h[self.scalar_index[t]].squeeze(-1))
+            num_receivers, num_edges = species.shape[0], edge_index.shape[1]
+            if receivers is not None:
+                num_receivers = receivers[t]
+                bound = torch.tensor([num_receivers], dtype=edge_index.dtype, device=edge_index.device)
+                num_edges = int(torch.searchsorted(edge_index[0].contiguous(), bound).item())
+            h = layer(
+                h,
+                species,
+                edge_harmonics[:num_edges],
+                radial[:num_edges],
+                edge_index[:, :num_edges],
+                num_receivers,
+            )
+            energy = energy + readout(h[self.scalar_index[t]].squeeze(-1))[:num_out]
         offsets = (self.atomic_energies + self.energy_shift).to(energy.dtype)
-        return self.scale * energy + offsets.index_select(0, species)
+        return self.scale * energy + offsets.index_select(0, species[:num_out])

@@ -31,7 +31,7 @@ class OutputBlock(nn.Module):
 
 class TwoBodyFeatures(nn.Module):
     """Shapes: node blocks list[(N, C, d)], edge harmonics (E, D_Y), radial MLP features (E, H),
-    edge_index (2, E) -> list[(N, C, d)] for :attr:`out_blocks`."""
+    edge_index (2, E), number of receiving atoms R -> list[(R, C, d)] for :attr:`out_blocks`."""
 
     block_starts: list[int]
     block_paths: list[int]
@@ -83,9 +83,11 @@ class TwoBodyFeatures(nn.Module):
             [OutputBlock(t, n, channels, radial_hidden) for t, n in zip(tables, self.block_paths)]
         )
 
-    def forward(self, h: list[Tensor], edge_harmonics: Tensor, radial: Tensor, edge_index: Tensor) -> list[Tensor]:
+    def forward(
+        self, h: list[Tensor], edge_harmonics: Tensor, radial: Tensor, edge_index: Tensor, num_receivers: int
+    ) -> list[Tensor]:
         receiver, sender = edge_index[0], edge_index[1]
-        num_nodes, num_edges, channels = h[0].shape[0], edge_harmonics.shape[0], self.channels
+        num_nodes, num_edges, channels = num_receivers, edge_harmonics.shape[0], self.channels
         x = torch.cat(h, dim=-1).index_select(0, sender)  # (E, C, D_in)
         out: list[Tensor] = []
         for b, block in enumerate(self.blocks):

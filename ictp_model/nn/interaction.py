@@ -60,12 +60,20 @@ class InteractionLayer(nn.Module):
         )
 
     def forward(
-        self, h: list[Tensor], species: Tensor, edge_harmonics: Tensor, radial_basis: Tensor, edge_index: Tensor
+        self,
+        h: list[Tensor],
+        species: Tensor,
+        edge_harmonics: Tensor,
+        radial_basis: Tensor,
+        edge_index: Tensor,
+        num_receivers: int,
     ) -> list[Tensor]:
+        """Updates the first num_receivers atoms (the centres of the given edges); every atom may send."""
         weights = self.radial_mlp(radial_basis)
-        a = self.conv(self.linear_first(h), edge_harmonics, weights, edge_index)
+        a = self.conv(self.linear_first(h), edge_harmonics, weights, edge_index, num_receivers)
+        species = species[:num_receivers]
         out = self.linear_update(self.product(a, species))
-        skip = self.residual(h, species)
+        skip = self.residual([x[:num_receivers] for x in h], species)
         for i, k in enumerate(self.residual_targets):
             out[k] = out[k] + skip[i]
         return out

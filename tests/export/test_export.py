@@ -8,6 +8,7 @@ import torch
 from ase import Atoms
 
 from ictp_export import export_model, load_exported
+from ictp_export.ordering import order_by_level
 from ictp_model.data.graph import graph_from_atoms
 from ictp_model.data.neighbours import neighbour_list
 from ictp_model.model import compute_properties
@@ -33,7 +34,9 @@ def test_exported_equals_eager_on_a_molecule(model_and_export):
     model, exported = model_and_export
     atoms = organic_molecule()
     graph = graph_from_atoms(atoms, model.cutoff)
-    out = exported(graph.positions, species_index(model.z_to_index, graph.numbers), graph.edge_index, len(atoms), True)
+    out = exported(
+        graph.positions, species_index(model.z_to_index, graph.numbers), graph.edge_index, [len(atoms)] * 2, True
+    )
     ref = compute_properties(model, graph, forces=True, stress=True)
     assert torch.allclose(out["energy"], ref["energy"][0], atol=1e-12)
     assert torch.allclose(out["node_energy"], ref["node_energy"], atol=1e-12)
@@ -44,7 +47,8 @@ def test_exported_equals_eager_on_a_molecule(model_and_export):
 
 def test_periodic_cell_through_explicit_ghost_images(model_and_export):
     """What the pair style does: local atoms first, then image atoms up to layers × cutoff away,
-    no periodic shifts; the local energies and the folded-back forces equal the periodic result."""
+    no periodic shifts, atoms ordered by level and each layer updating only the atoms it must;
+    the local energies and the folded-back forces equal the periodic result."""
     model, exported = model_and_export
     atoms = triclinic_cell()
     n = len(atoms)
@@ -61,9 +65,11 @@ def test_periodic_cell_through_explicit_ghost_images(model_and_export):
     positions = cluster[keep]
     owner = keep % n
     i, j, _ = neighbour_list(positions, np.zeros((3, 3)), np.array([False] * 3), model.cutoff)
+    order, edges, receivers = order_by_level(n, i, j, len(positions), model.config.layers)
+    assert receivers[-1] == n and receivers[0] < len(order) < len(positions)  # fewer atoms and edges
+    positions, owner = positions[order], owner[order]
     species = species_index(model.z_to_index, torch.as_tensor(atoms.numbers[owner]))
-    edge_index = torch.as_tensor(np.stack([i, j]))
-    out = exported(torch.as_tensor(positions), species, edge_index, n, True)
+    out = exported(torch.as_tensor(positions), species, torch.as_tensor(edges), receivers, True)
     graph = graph_from_atoms(atoms, model.cutoff)
     ref = compute_properties(model, graph, forces=True, stress=True)
     folded = torch.zeros(n, 3, dtype=torch.float64).index_add(0, torch.as_tensor(owner), out["forces"])
@@ -83,7 +89,7 @@ def test_export_from_a_saved_model_file(tmp_path):
     atoms = Atoms("CO", positions=[[0, 0, 0], [1.2, 0, 0]])
     graph = graph_from_atoms(atoms, model.cutoff)
     out = load_exported(path)(
-        graph.positions, species_index(model.z_to_index, graph.numbers), graph.edge_index, 2, False
+        graph.positions, species_index(model.z_to_index, graph.numbers), graph.edge_index, [2, 2], False
     )
     assert "virial" not in out
     assert torch.allclose(out["energy"], compute_properties(model, graph)["energy"][0], atol=1e-12)

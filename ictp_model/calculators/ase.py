@@ -1,61 +1,159 @@
-"""ICTPCalculator: evaluate an ICTP model on ase.Atoms (energy, free_energy, forces, stress,
-per-atom energies).  This is the reference path that the LAMMPS pair style is checked against."""
+"""ICTPCalculator: evaluate an ICTP model (or a committee of models) on ase.Atoms.
 
+Results: energy, free_energy, forces, stress (periodic cells), per-atom energies, and for a
+committee energy_std and forces_std.  This is the reference path that the LAMMPS pair style is
+checked against, and what `ictp md`, ase.md, ase.optimize and FrechetCellFilter use.
+"""
+
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional, Union
 
+import numpy as np
 import torch
 from ase import Atoms
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from ictp_model.data.graph import graph_from_atoms
+from ictp_model.data.graph import AtomicGraph, collate, graph_from_atoms
+from ictp_model.model.build import build_model
 from ictp_model.model.io import load_model
 from ictp_model.model.network import ICTPNetwork
 from ictp_model.model.potential import compute_properties
 
+ModelLike = Union[ICTPNetwork, str, Path]
+
+
+def _as_model(model: ModelLike, device: torch.device, dtype: Optional[str]) -> ICTPNetwork:
+    network = load_model(model) if isinstance(model, (str, Path)) else model
+    if dtype is not None and dtype != network.config.dtype:  # a copy in the other precision
+        converted = build_model(network.config, dtype=dtype)
+        converted.load_state_dict(network.state_dict())
+        network = converted
+    network = network.to(device).eval()
+    for p in network.parameters():
+        p.requires_grad_(False)
+    return network
+
+
+class NeighbourCache:
+    """Reuses a neighbour list built with cutoff + skin while no atom has moved more than skin/2
+    and the cell, periodicity and species are unchanged.  Edges beyond the cutoff are harmless:
+    the envelope makes their contribution exactly zero."""
+
+    def __init__(self, cutoff: float, skin: float):
+        self.cutoff, self.skin = cutoff, skin
+        self.reference: Optional[tuple] = None
+        self.graph: Optional[AtomicGraph] = None
+        self.builds = 0
+
+    def graph_for(self, atoms: Atoms, dtype: torch.dtype) -> AtomicGraph:
+        positions = atoms.get_positions()
+        key = (atoms.numbers.tobytes(), np.asarray(atoms.cell[:]).tobytes(), atoms.pbc.tobytes(), dtype)
+        if self.reference is not None and self.reference[0] == key:
+            moved = np.linalg.norm(positions - self.reference[1], axis=1).max(initial=0.0)
+            if moved < 0.5 * self.skin and self.graph is not None:
+                return self.graph._replace(positions=torch.as_tensor(positions, dtype=dtype))
+        self.graph = graph_from_atoms(atoms, self.cutoff + self.skin, dtype)
+        self.reference = (key, positions.copy())
+        self.builds += 1
+        return self.graph
+
 
 class ICTPCalculator(Calculator):
-    """ASE calculator for an ICTP model.
+    """ASE calculator for an ICTP model or a committee of models.
 
     Args:
-        model_or_path: an ICTP model or the path of a file written by ``save_model``.
-        device: torch device to evaluate on.
-
-    Results: ``energy`` and ``free_energy`` (eV), ``forces`` (eV/Å), ``energies`` (per atom, eV)
-    and, for periodic structures with a finite cell, ``stress`` (eV/Å³, Voigt order, ASE sign).
+        model_or_path: a model, a model file, or a list of those (a committee: results are the
+            mean, plus energy_std (eV) and forces_std (eV/Å, per atom and component)).
+        device: torch device.
+        dtype: "float32" or "float64" to run in another precision than the model was saved in.
+        skin: neighbour-list skin in Å; the list is rebuilt only when an atom moved > skin/2.
     """
 
-    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies"]
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "energy_std", "forces_std"]
 
     def __init__(
-        self, model_or_path: Union[ICTPNetwork, str, Path], device: Union[str, torch.device] = "cpu", **kwargs
+        self,
+        model_or_path: Union[ModelLike, Sequence[ModelLike]],
+        device: Union[str, torch.device] = "cpu",
+        dtype: Optional[str] = None,
+        skin: float = 0.5,
+        **kwargs,
     ):
         super().__init__(**kwargs)
-        model = load_model(model_or_path) if isinstance(model_or_path, (str, Path)) else model_or_path
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.dtype = self.model.embedding.dtype
+        many = isinstance(model_or_path, (list, tuple))
+        models = list(model_or_path) if many else [model_or_path]
+        if not models:
+            raise ValueError("ICTPCalculator needs at least one model")
+        self.models = [_as_model(m, self.device, dtype) for m in models]
+        self.committee = many
+        first = self.models[0].config
+        for m in self.models[1:]:
+            if m.config.elements != first.elements or m.config.cutoff != first.cutoff:
+                raise ValueError("committee models must share elements and cutoff")
+        self.dtype = self.models[0].embedding.dtype
+        self.neighbours = NeighbourCache(float(first.cutoff), skin)
+
+    @property
+    def model(self) -> ICTPNetwork:
+        return self.models[0]
 
     @property
     def cutoff(self) -> float:
         return float(self.model.cutoff)
 
-    def calculate(self, atoms: Optional[Atoms] = None, properties=("energy",), system_changes=all_changes) -> None:
-        super().calculate(atoms, properties, system_changes)
-        atoms = self.atoms
-        periodic = bool(atoms.pbc.any()) and abs(atoms.cell.volume) > 1e-12
-        graph = graph_from_atoms(atoms, self.cutoff, dtype=self.dtype).to(self.device)
-        out = compute_properties(self.model, graph, forces=True, stress=periodic)
-        energy = float(out["energy"][0].detach())
-        self.results = {
-            "energy": energy,
-            "free_energy": energy,
-            "energies": out["node_energy"].detach().cpu().double().numpy(),
-            "forces": out["forces"].detach().cpu().double().numpy(),
+    def _check(self, atoms: Atoms) -> None:
+        if not np.all(np.isfinite(atoms.get_positions())):
+            raise ValueError("ICTPCalculator: atom positions contain NaN or inf")
+        if atoms.pbc.any() and abs(atoms.cell.volume) < 1e-12:
+            raise ValueError("ICTPCalculator: a periodic cell with zero volume")
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(self.model.config.elements))
+        if unknown:
+            raise ValueError(
+                f"ICTPCalculator: elements {unknown} are not known to the model ({self.model.config.elements})"
+            )
+
+    def _evaluate(self, graph: AtomicGraph, num_graphs_periodic: bool) -> list[dict]:
+        graph = graph.to(self.device)
+        return [compute_properties(m, graph, forces=True, stress=num_graphs_periodic) for m in self.models]
+
+    def _results(self, outputs: list[dict], index: int, atom_slice: slice, periodic: bool) -> dict:
+        energies = np.array([float(o["energy"][index].detach()) for o in outputs])
+        forces = np.stack([o["forces"][atom_slice].detach().cpu().double().numpy() for o in outputs])
+        node = np.stack([o["node_energy"][atom_slice].detach().cpu().double().numpy() for o in outputs])
+        results = {
+            "energy": float(energies.mean()),
+            "free_energy": float(energies.mean()),
+            "energies": node.mean(0),
+            "forces": forces.mean(0),
         }
         if periodic:
-            stress = out["stress"][0].detach().cpu().double().numpy()
-            self.results["stress"] = full_3x3_to_voigt_6_stress(stress)
+            stress = np.stack([o["stress"][index].detach().cpu().double().numpy() for o in outputs]).mean(0)
+            results["stress"] = full_3x3_to_voigt_6_stress(stress)
+        if self.committee:
+            results["energy_std"] = float(energies.std())
+            results["forces_std"] = forces.std(0)
+        return results
+
+    def calculate(self, atoms: Optional[Atoms] = None, properties=("energy",), system_changes=all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self._check(self.atoms)
+        periodic = bool(self.atoms.pbc.any())
+        outputs = self._evaluate(self.neighbours.graph_for(self.atoms, self.dtype), periodic)
+        self.results = self._results(outputs, 0, slice(None), periodic)
+
+    def calculate_batch(self, structures: Sequence[Atoms]) -> list[dict]:
+        """Evaluate many structures in one batched call; returns one results dict per structure
+        (the same keys as ``calculator.results``)."""
+        for atoms in structures:
+            self._check(atoms)
+        graphs = [graph_from_atoms(a, self.cutoff, self.dtype) for a in structures]
+        periodic = any(bool(a.pbc.any()) for a in structures)
+        outputs = self._evaluate(collate(graphs), periodic)
+        results, start = [], 0
+        for g, atoms in enumerate(structures):
+            results.append(self._results(outputs, g, slice(start, start + len(atoms)), bool(atoms.pbc.any())))
+            start += len(atoms)
+        return results

@@ -111,7 +111,9 @@ def lammps_md(model_path: Path, out: Path, steps: int = 200) -> bool:
     script = out / "in.demo"
     script.write_text(LAMMPS_INPUT.format(data=out / "alloy.data", plugin=plugin, model=exported, steps=steps))
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
-    result = subprocess.run([str(lmp), "-in", str(script), "-log", str(out / "log.lammps")], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [str(lmp), "-in", str(script), "-log", str(out / "log.lammps")], capture_output=True, text=True, env=env
+    )
     lines = result.stdout.splitlines()
     if result.returncode != 0:
         print("      LAMMPS failed:\n" + "\n".join(lines[-10:] + result.stderr.splitlines()[-5:]))

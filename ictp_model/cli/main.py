@@ -32,6 +32,41 @@ def _eval(args: argparse.Namespace, extra: list[str]) -> int:
     return run_eval(args)
 
 
+def _md(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from ase.io import read
+
+    from ictp_model.calculators.ase import ICTPCalculator
+    from ictp_model.calculators.md import MDSettings, UnphysicalError, run_md
+
+    if extra:
+        raise ConfigError(f"unknown arguments {extra}")
+    try:
+        atoms = read(args.structure, index=args.index)
+    except Exception as exc:
+        raise ValueError(f"{args.structure}: cannot read the structure ({type(exc).__name__}: {exc})") from exc
+    atoms.calc = ICTPCalculator(
+        args.model if len(args.model) > 1 else args.model[0], device=args.device, dtype=args.dtype
+    )
+    settings = MDSettings(
+        ensemble=args.ensemble, temperature=args.temperature, timestep=args.timestep, steps=args.steps,
+        log_every=args.log_every, pressure=args.pressure, min_distance=args.min_distance,
+        max_drift=args.max_drift, seed=args.seed,
+    )  # fmt: skip
+    out = Path(args.out)
+    log = Path(args.log) if args.log else out.with_suffix(".csv")
+    try:
+        summary = run_md(atoms, settings, out, log, progress=True)
+    except UnphysicalError:
+        return 3
+    print(
+        f"{settings.steps} steps ({settings.steps * settings.timestep / 1000:.3f} ps) in {summary['seconds']:.1f} s: "
+        f"{summary['ns_per_day']:.3f} ns/day; trajectory {out}, log {log}"
+    )
+    return 0
+
+
 def _export(args: argparse.Namespace, extra: list[str]) -> int:
     from ictp_export import export_model
 
@@ -75,6 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--write-predictions", help="write the structures with ICTP_energy/ICTP_forces/ICTP_stress to this extxyz file"
     )
     ev.set_defaults(func=_eval)
+
+    md = sub.add_parser("md", help="molecular dynamics with ASE (NVE, Langevin NVT, Berendsen NPT)")
+    md.add_argument("--model", required=True, nargs="+", help="one model, or several for a committee")
+    md.add_argument("--structure", required=True, help="starting structure (any ASE-readable file)")
+    md.add_argument("--index", default="0", help="frame of the structure file (ASE index syntax)")
+    md.add_argument("--ensemble", choices=["nve", "nvt", "npt"], default="nvt")
+    md.add_argument("--temperature", type=float, default=300.0, help="K")
+    md.add_argument("--timestep", type=float, default=0.5, help="fs")
+    md.add_argument("--steps", type=int, default=1000)
+    md.add_argument("--pressure", type=float, default=1.01325e-4, help="GPa, npt")
+    md.add_argument("--out", required=True, help="trajectory (.xyz/.extxyz or .traj)")
+    md.add_argument("--log", help="CSV log (default: the trajectory name with .csv)")
+    md.add_argument("--log-every", type=int, default=10)
+    md.add_argument("--min-distance", type=float, default=0.5, help="stop when two atoms come closer (A)")
+    md.add_argument("--max-drift", type=float, default=0.05, help="nve: stop when E_tot drifts more (eV/atom)")
+    md.add_argument("--seed", type=int, default=0)
+    md.add_argument("--device", default="cpu")
+    md.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    md.set_defaults(func=_md)
 
     export = sub.add_parser("export", help="export a model to TorchScript for LAMMPS (pair_style ictp)")
     export.add_argument("--model", required=True, help="model file written by ictp train / save_model")

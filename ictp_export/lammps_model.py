@@ -8,7 +8,7 @@ Attributes (read by the C++ side after torch::jit::load):
     dtype (str)            "float64" or "float32": the precision the network runs in
     config (str)           the model's hyperparameters as JSON (for provenance)
 
-forward(positions, species, edge_index, receivers, compute_virial) -> Dict[str, Tensor]
+forward(positions, species, edge_index, shifts, receivers, compute_virial) -> Dict[str, Tensor]
     positions   (N, 3)     float64   the atoms that take part (Å), ordered by their distance in
                                      layers from the local atoms: local atoms first (level 0),
                                      then ghosts of level 1 (within r_c of a local atom), …, up to
@@ -17,6 +17,8 @@ forward(positions, species, edge_index, receivers, compute_virial) -> Dict[str, 
     edge_index  (2, E)     int64     row 0: centre atom i, row 1: neighbour j; every pair with
                                      |r_j - r_i| < cutoff whose centre has level <= T - 1, sorted
                                      by centre
+    shifts      (E, 3)     float64   added to r_j - r_i: the offset of the neighbour's periodic
+                                     image when j stands for an image (zeros for plain ghosts)
     receivers   List[int]            receivers[t] = number of atoms of level <= T - 1 - t: the
                                      atoms that layer t must update; receivers[-1] = local atoms
     compute_virial bool              also return the virials
@@ -60,11 +62,17 @@ class LAMMPSModel(torch.nn.Module):
         self.config = json.dumps(config.to_dict())
 
     def forward(
-        self, positions: Tensor, species: Tensor, edge_index: Tensor, receivers: list[int], compute_virial: bool
+        self,
+        positions: Tensor,
+        species: Tensor,
+        edge_index: Tensor,
+        shifts: Tensor,
+        receivers: list[int],
+        compute_virial: bool,
     ) -> dict[str, Tensor]:
         dtype = self.network.embedding.dtype
         pos = positions.to(dtype)
-        vectors = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0])
+        vectors = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0]) + shifts.to(dtype)
         vectors = vectors.detach().requires_grad_(True)
         node_energy = self.network(species, edge_index, vectors, receivers)
         gradients = edge_gradients(node_energy, vectors, create_graph=False)

@@ -3,8 +3,10 @@
  * The model is the TorchScript module written by `ictp export`; its interface is documented in
  * ictp_export/lammps_model.py.  Message passing over T layers across domain boundaries works on
  * local + ghost atoms: the ghost region is raised to T * cutoff (+ skin), the full neighbour list
- * includes ghost atoms (REQ_GHOST), atoms are ordered by their distance in layers from the local
- * atoms so that layer t updates only the atoms the later layers need, only local per-atom
+ * includes ghost atoms (REQ_GHOST), ghosts that are images of this rank's own atoms are replaced
+ * by their owners (with the image offset as an edge shift; with `atom_modify map` set), the other
+ * atoms are ordered by their distance in layers from the local atoms so that layer t updates only
+ * the atoms the later layers need, only local per-atom
  * energies are summed, and forces on ghost atoms are returned to their owners by LAMMPS' reverse
  * communication (newton on).
  *
@@ -168,6 +170,10 @@ void PairICTP::init_style()
   if (strcmp(update->unit_style, "metal") != 0)
     error->all(FLERR, "pair_style ictp requires 'units metal' (eV, Angstrom), got '{}'", update->unit_style);
   neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+  if (atom->map_style == Atom::MAP_NONE && comm->me == 0)
+    error->warning(FLERR,
+                   "pair_style ictp: without an atom map ('atom_modify map yes' before the box is "
+                   "defined) periodic images are computed as separate atoms, which is slower");
   // messages travel one cutoff per layer: ghosts must reach num_layers * cutoff
   double ghost = num_layers * cutoff + neighbor->skin;
   if (comm->cutghostuser < ghost) {
@@ -198,6 +204,18 @@ void PairICTP::compute(int eflag, int vflag)
   int **firstneigh = list->firstneigh;
   const double cut2 = cutoff * cutoff;
 
+  // A ghost that is an image of one of this rank's own atoms (always so on one rank) has that
+  // atom's features: it is replaced by its owner and the edge keeps the image's position through
+  // a shift vector.  Other ghosts (owned by other ranks) take part as atoms of their own.
+  std::vector<int> owner(nall);
+  for (int k = 0; k < nall; k++) {
+    owner[k] = k;
+    if (k >= nlocal && atom->map_style != Atom::MAP_NONE) {
+      int m = atom->map(atom->tag[k]);
+      if (m >= 0 && m < nlocal) owner[k] = m;
+    }
+  }
+
   // level = distance in layers from the local atoms (0 for local atoms). Layer t must update the
   // atoms of level <= T - 1 - t; atoms beyond level T are not needed. Atoms are reordered by level
   // (local atoms keep their indices) so that each layer works on a prefix of the atoms and edges.
@@ -206,11 +224,11 @@ void PairICTP::compute(int eflag, int vflag)
   for (int t = 1; t <= num_layers; t++)
     for (int ii = 0; ii < ncentre; ii++) {
       int i = ilist[ii];
-      if (level[i] != t - 1) continue;
+      if (owner[i] != i || level[i] != t - 1) continue;
       for (int jj = 0; jj < numneigh[i]; jj++) {
         int j = firstneigh[i][jj] & NEIGHMASK;
         double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-        if (dx * dx + dy * dy + dz * dz < cut2 && level[j] > t) level[j] = t;
+        if (dx * dx + dy * dy + dz * dz < cut2 && level[owner[j]] > t) level[owner[j]] = t;
       }
     }
   std::vector<int> order;    // new index -> LAMMPS index
@@ -218,7 +236,7 @@ void PairICTP::compute(int eflag, int vflag)
   std::vector<int64_t> receivers(num_layers, 0);
   for (int t = 0; t <= num_layers; t++) {
     for (int i = 0; i < nall; i++)
-      if (level[i] == t) {
+      if (owner[i] == i && level[i] == t) {
         new_index[i] = static_cast<long>(order.size());
         order.push_back(i);
       }
@@ -227,10 +245,10 @@ void PairICTP::compute(int eflag, int vflag)
   }
   const long nused = static_cast<long>(order.size());
 
-  // the list's neighbours of every atom (local or ghost) are reachable through firstneigh[i]
   std::vector<int> list_index(nall, -1);
   for (int ii = 0; ii < ncentre; ii++) list_index[ilist[ii]] = ii;
   std::vector<int64_t> centres, neighbours;
+  std::vector<double> shifts;
   for (long k = 0; k < nused; k++) {
     int i = order[k];
     if (level[i] >= num_layers) break;    // atoms are sorted by level
@@ -239,8 +257,10 @@ void PairICTP::compute(int eflag, int vflag)
       int j = firstneigh[i][jj] & NEIGHMASK;
       double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
       if (dx * dx + dy * dy + dz * dz < cut2) {
+        int o = owner[j];
         centres.push_back(k);
-        neighbours.push_back(new_index[j]);
+        neighbours.push_back(new_index[o]);
+        for (int d = 0; d < 3; d++) shifts.push_back(x[j][d] - x[o][d]);
       }
     }
   }
@@ -257,15 +277,17 @@ void PairICTP::compute(int eflag, int vflag)
     species_a[k] = type_to_species[type[i]];
   }
   torch::Tensor edge_index = torch::empty({2, nedges}, torch::TensorOptions().dtype(torch::kInt64));
+  torch::Tensor edge_shifts = torch::empty({nedges, 3}, options);
   if (nedges > 0) {
     std::memcpy(edge_index[0].data_ptr<int64_t>(), centres.data(), nedges * sizeof(int64_t));
     std::memcpy(edge_index[1].data_ptr<int64_t>(), neighbours.data(), nedges * sizeof(int64_t));
+    std::memcpy(edge_shifts.data_ptr<double>(), shifts.data(), 3 * nedges * sizeof(double));
   }
 
   const bool want_virial = vflag_global || vflag_atom;
   c10::List<int64_t> receiver_list(receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
-                                         receiver_list, want_virial};
+                                         edge_shifts.to(device), receiver_list, want_virial};
   c10::IValue result;
   try {
     result = model.forward(inputs);

@@ -76,6 +76,7 @@ def isolated_atoms() -> list:
 
 LAMMPS_INPUT = """units metal
 atom_style atomic
+atom_modify map yes
 boundary p p p
 read_data {data}
 plugin load {plugin}

@@ -34,15 +34,30 @@ def test_exported_equals_eager_on_a_molecule(model_and_export):
     model, exported = model_and_export
     atoms = organic_molecule()
     graph = graph_from_atoms(atoms, model.cutoff)
-    out = exported(
-        graph.positions, species_index(model.z_to_index, graph.numbers), graph.edge_index, [len(atoms)] * 2, True
-    )
+    zeros = torch.zeros(graph.num_edges, 3, dtype=torch.float64)
+    species = species_index(model.z_to_index, graph.numbers)
+    out = exported(graph.positions, species, graph.edge_index, zeros, [len(atoms)] * 2, True)
     ref = compute_properties(model, graph, forces=True, stress=True)
     assert torch.allclose(out["energy"], ref["energy"][0], atol=1e-12)
     assert torch.allclose(out["node_energy"], ref["node_energy"], atol=1e-12)
     assert torch.allclose(out["forces"], ref["forces"], atol=1e-12)
     assert torch.allclose(out["virial"], ref["virial"][0], atol=1e-12)
     assert torch.allclose(out["atom_virial"].sum(0), out["virial"], atol=1e-12)
+
+
+def test_periodic_cell_with_images_mapped_to_their_owners(model_and_export):
+    """What the pair style does on one rank: every ghost is an image of a local atom and is
+    replaced by it, the edge keeping the image offset as a shift."""
+    model, exported = model_and_export
+    atoms = triclinic_cell()
+    graph = graph_from_atoms(atoms, model.cutoff)
+    shifts = graph.shifts @ graph.cell[0]
+    species = species_index(model.z_to_index, graph.numbers)
+    out = exported(graph.positions, species, graph.edge_index, shifts, [len(atoms)] * 2, True)
+    ref = compute_properties(model, graph, forces=True, stress=True)
+    assert torch.allclose(out["energy"], ref["energy"][0], atol=1e-12)
+    assert torch.allclose(out["forces"], ref["forces"], atol=1e-12)
+    assert torch.allclose(out["virial"], ref["virial"][0], atol=1e-12)
 
 
 def test_periodic_cell_through_explicit_ghost_images(model_and_export):
@@ -69,7 +84,14 @@ def test_periodic_cell_through_explicit_ghost_images(model_and_export):
     assert receivers[-1] == n and receivers[0] < len(order) < len(positions)  # fewer atoms and edges
     positions, owner = positions[order], owner[order]
     species = species_index(model.z_to_index, torch.as_tensor(atoms.numbers[owner]))
-    out = exported(torch.as_tensor(positions), species, torch.as_tensor(edges), receivers, True)
+    out = exported(
+        torch.as_tensor(positions),
+        species,
+        torch.as_tensor(edges),
+        torch.zeros(edges.shape[1], 3, dtype=torch.float64),
+        receivers,
+        True,
+    )
     graph = graph_from_atoms(atoms, model.cutoff)
     ref = compute_properties(model, graph, forces=True, stress=True)
     folded = torch.zeros(n, 3, dtype=torch.float64).index_add(0, torch.as_tensor(owner), out["forces"])
@@ -89,7 +111,12 @@ def test_export_from_a_saved_model_file(tmp_path):
     atoms = Atoms("CO", positions=[[0, 0, 0], [1.2, 0, 0]])
     graph = graph_from_atoms(atoms, model.cutoff)
     out = load_exported(path)(
-        graph.positions, species_index(model.z_to_index, graph.numbers), graph.edge_index, [2, 2], False
+        graph.positions,
+        species_index(model.z_to_index, graph.numbers),
+        graph.edge_index,
+        torch.zeros(graph.num_edges, 3, dtype=torch.float64),
+        [2, 2],
+        False,
     )
     assert "virial" not in out
     assert torch.allclose(out["energy"], compute_properties(model, graph)["energy"][0], atol=1e-12)

@@ -58,6 +58,11 @@ CASES = {
     "wrong number of elements": (["pair_style ictp", "pair_coeff * * {model} H C N"], {}, "expected 4 elements, got 3"),
     "newton off": (["pair_style ictp", "pair_coeff * * {model} H C N O"], {"newton": "off"}, "requires newton pair on"),
     "units real": (["pair_style ictp", "pair_coeff * * {model} H C N O"], {"units": "real"}, "requires 'units metal'"),
+    "cuda without a GPU": (
+        ["pair_style ictp device cuda", "pair_coeff * * {model} H C N O"],
+        {},
+        "device cuda requested",
+    ),
     "unknown keyword": (
         ["pair_style ictp device tpu", "pair_coeff * * {model} H C N O"],
         {},

@@ -20,7 +20,8 @@ from ase.md.langevin import Langevin
 from ase.md.nptberendsen import NPTBerendsen
 from ase.md.velocitydistribution import Stationary, ZeroRotation, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
-from ase.neighborlist import neighbor_list
+
+from ictp_model.data.neighbours import neighbour_list
 
 ENSEMBLES = ("nve", "nvt", "npt")
 
@@ -47,11 +48,15 @@ class UnphysicalError(RuntimeError):
 
 
 def _min_distance(atoms: Atoms, below: float) -> float:
-    """Smallest interatomic distance if it is below ``below`` (else ``below``)."""
+    """Smallest interatomic distance if it is below ``below`` (else ``below``); vesin, because
+    ASE's own neighbour list costs more than the model for small molecules."""
     if len(atoms) < 2:
         return math.inf
-    d = neighbor_list("d", atoms, below)
-    return float(d.min()) if len(d) else below
+    positions, cell = atoms.get_positions(), np.asarray(atoms.cell[:])
+    i, j, shifts = neighbour_list(positions, cell, atoms.pbc, below)
+    if len(i) == 0:
+        return below
+    return float(np.linalg.norm(positions[j] - positions[i] + shifts @ cell, axis=1).min())
 
 
 def make_dynamics(atoms: Atoms, settings: MDSettings):

@@ -121,3 +121,21 @@ def test_ictp_md_command(tmp_path, capsys):
     assert len(read(stopped, ":")) >= 1 and len(list(csv.DictReader(open(tmp_path / "stop.csv")))) >= 1
     code = main(args + ["--steps", "5", "--min-distance", "5.0", "--out", str(tmp_path / "close.xyz")])
     assert code == 3 and "apart (threshold 5.0 A)" in capsys.readouterr().out
+
+
+def test_npt_and_optimisers_run_with_the_calculator(tmp_path):
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    save_model(small_model(), tmp_path / "model.pt")
+    write(tmp_path / "cell.xyz", triclinic_cell().repeat((2, 1, 1)))
+    out = tmp_path / "npt.xyz"
+    args = ["md", "--model", str(tmp_path / "model.pt"), "--structure", str(tmp_path / "cell.xyz"), "--ensemble", "npt"]
+    assert main(args + ["--steps", "10", "--log-every", "5", "--min-distance", "0.3", "--out", str(out)]) == 0
+    frames = read(out, ":")
+    assert len(frames) == 3 and not np.allclose(frames[0].cell[:], frames[-1].cell[:])  # the barostat moved the cell
+    atoms = triclinic_cell()
+    atoms.calc = ICTPCalculator(small_model())
+    start = atoms.get_potential_energy()
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-3, steps=5)
+    assert atoms.get_potential_energy() < start  # relaxing positions and cell lowers the energy

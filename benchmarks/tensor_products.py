@@ -7,10 +7,9 @@ Prints one row per path (forward and forward+backward, median ms) and the dense/
 import argparse
 import functools
 import os
-import statistics
-import time
 
 import torch
+from common import median_time
 
 from ictp_model.tensor import (
     compact_product,
@@ -21,17 +20,6 @@ from ictp_model.tensor import (
     stf_project,
     to_compact,
 )
-
-
-def median_ms(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def main() -> None:
@@ -69,10 +57,10 @@ def main() -> None:
 
             return run
 
-        d_f = median_ms(dense, args.repeats)
-        c_f = median_ms(compact, args.repeats)
-        d_b = median_ms(with_backward(dense, (x, y)), args.repeats)
-        c_b = median_ms(with_backward(compact, (xc, yc)), args.repeats)
+        d_f = 1e3 * median_time(dense, args.repeats)
+        c_f = 1e3 * median_time(compact, args.repeats)
+        d_b = 1e3 * median_time(with_backward(dense, (x, y)), args.repeats)
+        c_b = 1e3 * median_time(with_backward(compact, (xc, yc)), args.repeats)
         for t in (x, y, xc, yc):
             t.requires_grad_(False)
         ratios_fwd.append(d_f / c_f)

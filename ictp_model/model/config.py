@@ -11,6 +11,15 @@ STORAGES = ("compact", "dense")
 DTYPES = ("float32", "float64")
 
 
+def check_keys(values: dict, cls, what: str, extra: tuple = (), error: type = ValueError) -> None:
+    """Raise ``error`` naming every key of ``values`` that is not a field of dataclass ``cls``
+    (or in ``extra``), with the allowed keys."""
+    allowed = {f.name for f in dataclasses.fields(cls)} | set(extra)
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise error(f"unknown {what} keys {unknown}; allowed keys: {sorted(allowed)}")
+
+
 @dataclass
 class ModelConfig:
     """Every hyperparameter of an ICTP model; stored with every saved model.
@@ -103,10 +112,7 @@ class ModelConfig:
                 raise ValueError(f"preset: {preset!r} is not one of {sorted(PRESETS)}")
             merged.update(PRESETS[preset])
         merged.update(values)
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(merged) - allowed)
-        if unknown:
-            raise ValueError(f"unknown model keys {unknown}; allowed keys: {sorted(allowed | {'preset'})}")
+        check_keys(merged, cls, "model", extra=("preset",))
         if "elements" not in merged:
             raise ValueError("model config: the key 'elements' (list of chemical symbols) is required")
         return cls(**merged)

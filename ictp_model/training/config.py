@@ -8,7 +8,7 @@ from typing import Any, Optional, Union
 
 import yaml
 
-from ictp_model.model.config import PRESETS
+from ictp_model.model.config import PRESETS, check_keys
 
 LOSS_KEYS = {"energy", "forces", "stress", "type", "energy_mode", "reduction", "huber_delta"}
 LOSS_DEFAULTS = {
@@ -149,10 +149,7 @@ def load_train_config(path: Optional[Union[str, Path]], overrides: Optional[dict
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys to values")
     values = merge(values, overrides or {})
-    allowed = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise ConfigError(f"unknown config keys {unknown}; allowed keys: {sorted(allowed)}")
+    check_keys(values, TrainConfig, "config", error=ConfigError)
     if "train_file" not in values:
         raise ConfigError("the key 'train_file' is required")
     return TrainConfig(**values)

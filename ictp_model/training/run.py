@@ -21,7 +21,7 @@ from ictp_model.data.statistics import (
     force_rms,
 )
 from ictp_model.model.build import build_model
-from ictp_model.model.config import ModelConfig, resolve_config
+from ictp_model.model.config import ModelConfig, check_keys, resolve_config
 from ictp_model.model.io import load_model
 
 from .config import ConfigError, TrainConfig
@@ -100,19 +100,10 @@ def to_graphs(samples: list[Sample], cutoff: float, dtype: torch.dtype) -> list[
     ]
 
 
-def _validate_model_keys(model: dict) -> None:
-    import dataclasses
-
-    allowed = {f.name for f in dataclasses.fields(ModelConfig)} | {"preset"}
-    unknown = sorted(set(model) - allowed)
-    if unknown:
-        raise ConfigError(f"model: unknown keys {unknown}; allowed keys: {sorted(allowed)}")
-
-
 def run_training(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
     """Train a model as configured; returns the final metrics. All validation happens before the
     first file is written, so a failing run leaves an existing output folder untouched."""
-    _validate_model_keys(config.model_dict)
+    check_keys(config.model_dict, ModelConfig, "model", extra=("preset",), error=ConfigError)
     output_dir = Path(config.output_dir)
     torch.manual_seed(config.seed)
     splits = load_splits(config)

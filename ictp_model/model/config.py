@@ -2,7 +2,7 @@
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from ase.data import atomic_numbers
 
@@ -157,11 +157,3 @@ def resolve_config(config: Union[ModelConfig, dict[str, Any]], **overrides: Any)
     values = config.to_dict() if isinstance(config, ModelConfig) else dict(config)
     values.update(overrides)
     return ModelConfig.from_dict(values)
-
-
-def preset_names() -> list[str]:
-    return sorted(PRESETS)
-
-
-def element_index(config: ModelConfig, symbol: str) -> Optional[int]:
-    return config.elements.index(symbol) if symbol in config.elements else None

@@ -18,8 +18,6 @@ from ictp_model.tensor import harmonic_constant, irreducible_product, is_odd_pat
 
 Block = tuple[int, int]  # (rank l, parity p): p = 0 natural, 1 pseudo
 
-STORAGES = ("compact", "dense")
-
 
 def block_dim(l: int, storage: str) -> int:
     """Number of stored components of a rank-l block."""

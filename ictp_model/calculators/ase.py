@@ -115,9 +115,9 @@ class ICTPCalculator(Calculator):
                 f"ICTPCalculator: elements {unknown} are not known to the model ({self.model.config.elements})"
             )
 
-    def _evaluate(self, graph: AtomicGraph, num_graphs_periodic: bool) -> list[dict]:
+    def _evaluate(self, graph: AtomicGraph, stress: bool) -> list[dict]:
         graph = graph.to(self.device)
-        return [compute_properties(m, graph, forces=True, stress=num_graphs_periodic) for m in self.models]
+        return [compute_properties(m, graph, forces=True, stress=stress) for m in self.models]
 
     def _results(self, outputs: list[dict], index: int, atom_slice: slice, periodic: bool) -> dict:
         energies = np.array([float(o["energy"][index].detach()) for o in outputs])

@@ -102,7 +102,7 @@ def run_md(
     if not atoms.pbc.any():
         ZeroRotation(atoms)
     dynamics = make_dynamics(atoms, settings)
-    committee = "energy_std" in atoms.calc.implemented_properties and getattr(atoms.calc, "committee", False)
+    committee = bool(getattr(atoms.calc, "committee", False))
     fields = ["step", "time_ps", "temperature_K", "epot_eV", "etot_eV", "max_force_eV_A"] + (
         ["energy_std_eV"] if committee else []
     )

@@ -31,7 +31,6 @@ class ICTPNetwork(nn.Module):
         super().__init__()
         self.config = config
         self.cutoff = float(config.cutoff)
-        self.num_layers = int(config.layers)
         self.edge_rank = int(config.edge_rank)
         num_species = len(config.elements)
         channels = config.channels

@@ -33,7 +33,6 @@ class TwoBodyFeatures(nn.Module):
     """Shapes: node blocks list[(N, C, d)], edge harmonics (E, D_Y), radial MLP features (E, H),
     edge_index (2, E), number of receiving atoms R -> list[(R, C, d)] for :attr:`out_blocks`."""
 
-    block_starts: list[int]
     block_paths: list[int]
     block_dims: list[int]
 
@@ -52,9 +51,6 @@ class TwoBodyFeatures(nn.Module):
         edge_blocks = [(l, 0) for l in range(edge_rank + 1)]
         paths = block_paths(in_blocks, edge_blocks, out_max_rank, odd)
         self.out_blocks: list[Block] = sorted_blocks(p[2] for p in paths)
-        # order paths by output block so each block's slice of Q is contiguous
-        paths.sort(key=lambda p: (self.out_blocks.index(p[2]), p[0], p[1]))
-        self.num_paths = len(paths)
         self.channels = channels
         self.avg_num_neighbors = float(avg_num_neighbors)
 

@@ -5,13 +5,14 @@ Units are eV and Å; stresses use the ASE sign (positive = tensile) in eV/Å³. 
 Every problem is reported as one DataError naming the file, the frame and the key.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from ase import Atoms
-from ase.io import read
+from ase.io import iread
 from ase.units import kcal, mol
 
 KCAL_PER_MOL = kcal / mol  # eV
@@ -157,8 +158,9 @@ def _read_npz(path: Path) -> list[Sample]:
     return samples
 
 
-def read_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bool = True) -> list[Sample]:
-    """All labelled frames of a file (extxyz or any ASE format, ASE .db, rMD17/MD22 .npz).
+def iter_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bool = True) -> Iterator[Sample]:
+    """The labelled frames of a file one at a time (extxyz and other ASE formats are read lazily,
+    so a file larger than memory can be streamed; .npz files are loaded whole).
 
     Raises:
         DataError: missing file, empty or unreadable file, missing key, NaN/inf, wrong shapes.
@@ -167,16 +169,30 @@ def read_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bo
     if not path.is_file():
         raise DataError(f"{path}: frame -: key '-': no such file")
     if path.suffix == ".npz":
-        samples = _read_npz(path)
-    else:
-        if path.stat().st_size == 0:
-            raise DataError(f"{path}: frame -: key '-': the file is empty")
+        yield from _read_npz(path)
+        return
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: frame -: key '-': the file is empty")
+    frames = iread(path, index=index)
+    frame = 0
+    while True:
         try:
-            frames = read(path, index=index)
+            atoms = next(frames)
+        except StopIteration:
+            return
         except Exception as exc:
-            raise DataError(f"{path}: frame -: key '-': cannot be read ({type(exc).__name__}: {exc})") from exc
-        frames = frames if isinstance(frames, list) else [frames]
-        samples = [labels_from_atoms(a, keys, path, i, require_forces) for i, a in enumerate(frames)]
+            raise DataError(f"{path}: frame {frame}: key '-': cannot be read ({type(exc).__name__}: {exc})") from exc
+        yield labels_from_atoms(atoms, keys, path, frame, require_forces)
+        frame += 1
+
+
+def read_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bool = True) -> list[Sample]:
+    """All labelled frames of a file (extxyz or any ASE format, ASE .db, rMD17/MD22 .npz).
+
+    Raises:
+        DataError: missing file, empty or unreadable file, missing key, NaN/inf, wrong shapes.
+    """
+    samples = list(iter_samples(path, keys, index, require_forces))
     if not samples:
         raise DataError(f"{path}: frame -: key '-': no structures in the file")
     return samples

@@ -2,7 +2,7 @@
 neighbours n̄ and the force RMS used as the energy scale."""
 
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 
 from .graph import AtomicGraph
 from .io import DataError, Sample
@@ -19,16 +19,54 @@ def e0s_from_isolated_atoms(samples: list[Sample]) -> dict[str, float]:
     return out
 
 
+class RunningStatistics:
+    """Training-set statistics accumulated one structure at a time (for data sets streamed from
+    disk): least-squares E0s from the normal equations, force RMS, mean neighbour count."""
+
+    def __init__(self) -> None:
+        self.gram = np.zeros((119, 119))  # Σ_structures n_Z n_Z'
+        self.moment = np.zeros(119)  # Σ_structures n_Z E
+        self.force_squares, self.force_components = 0.0, 0
+        self.atoms, self.edges, self.structures = 0, 0, 0
+
+    def add(self, sample: Sample, num_edges: int = 0) -> None:
+        counts = np.bincount(sample.atoms.numbers, minlength=119).astype(np.float64)
+        self.gram += np.outer(counts, counts)
+        self.moment += counts * sample.energy
+        if sample.forces is not None:
+            self.force_squares += float(np.sum(sample.forces**2))
+            self.force_components += sample.forces.size
+        self.atoms += len(sample.atoms)
+        self.edges += num_edges
+        self.structures += 1
+
+    def e0s(self, elements: list[str]) -> dict[str, float]:
+        """E0 per element minimising Σ (E - Σ_Z n_Z E0_Z)² (the minimum-norm solution when the
+        compositions do not determine every E0, e.g. one molecule)."""
+        z = [atomic_numbers[e] for e in elements]
+        solution, *_ = np.linalg.lstsq(self.gram[np.ix_(z, z)], self.moment[z], rcond=None)
+        return {e: float(v) for e, v in zip(elements, solution)}
+
+    def force_rms(self) -> float:
+        if self.force_components == 0:
+            return 1.0
+        rms = float(np.sqrt(self.force_squares / self.force_components))
+        return rms if rms > 1e-8 else 1.0
+
+    def avg_num_neighbors(self) -> float:
+        return max(self.edges / max(self.atoms, 1), 1.0)
+
+
+def _running(samples: list[Sample]) -> RunningStatistics:
+    stats = RunningStatistics()
+    for s in samples:
+        stats.add(s)
+    return stats
+
+
 def e0s_least_squares(samples: list[Sample], elements: list[str]) -> dict[str, float]:
     """E0 per element minimising Σ (E - Σ_Z n_Z E0_Z)² over the structures (MACE's "average")."""
-    counts = np.zeros((len(samples), len(elements)))
-    energies = np.array([s.energy for s in samples], dtype=np.float64)
-    index = {e: i for i, e in enumerate(elements)}
-    for row, s in enumerate(samples):
-        for symbol in s.atoms.get_chemical_symbols():
-            counts[row, index[symbol]] += 1
-    solution, *_ = np.linalg.lstsq(counts, energies, rcond=None)
-    return {e: float(v) for e, v in zip(elements, solution)}
+    return _running(samples).e0s(elements)
 
 
 def average_num_neighbors(graphs: list[AtomicGraph]) -> float:
@@ -40,11 +78,7 @@ def average_num_neighbors(graphs: list[AtomicGraph]) -> float:
 
 def force_rms(samples: list[Sample]) -> float:
     """RMS of all force components (the energy scale s of the model); 1.0 without forces."""
-    values = [s.forces.reshape(-1) for s in samples if s.forces is not None]
-    if not values:
-        return 1.0
-    rms = float(np.sqrt(np.mean(np.concatenate(values) ** 2)))
-    return rms if rms > 1e-8 else 1.0
+    return _running(samples).force_rms()
 
 
 def elements_in(samples: list[Sample]) -> list[str]:

@@ -2,42 +2,60 @@
 overall and per config_type."""
 
 import math
-from collections import defaultdict
 
 import numpy as np
 
+QUANTITIES = ("energy", "energy_per_atom", "forces", "stress")
+
 
 class ErrorAccumulator:
-    """Collects per-structure errors (in eV units) and reports metrics in meV units."""
+    """Running sums of per-structure errors (in eV units), reported in meV units.
+
+    Memory does not grow with the data set: each group (all, and one per config_type) keeps a
+    count, a sum of squares and a sum of absolute values per quantity. Accumulators of disjoint
+    parts (e.g. the ranks of a distributed run) add up with `merge`.
+    """
 
     def __init__(self) -> None:
-        self.groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+        self.groups: dict[str, dict[str, np.ndarray]] = {}
+
+    def _group(self, name: str) -> dict[str, np.ndarray]:
+        if name not in self.groups:
+            self.groups[name] = {q: np.zeros(3) for q in QUANTITIES}
+        return self.groups[name]
 
     def add(self, config_type: str, energy_error: float, num_atoms: int, force_errors=None, stress_error=None) -> None:
+        values = {"energy": np.atleast_1d(energy_error), "energy_per_atom": np.atleast_1d(energy_error / num_atoms)}
+        if force_errors is not None and len(force_errors):
+            values["forces"] = np.asarray(force_errors, dtype=np.float64).reshape(-1)
+        if stress_error is not None:
+            values["stress"] = np.asarray(stress_error, dtype=np.float64).reshape(-1)
         for name in ("all", config_type) if config_type != "all" else ("all",):
-            g = self.groups[name]
-            g["energy"].append(energy_error)
-            g["energy_per_atom"].append(energy_error / num_atoms)
-            if force_errors is not None and len(force_errors):
-                g["forces"].append(np.asarray(force_errors).reshape(-1))
-            if stress_error is not None:
-                g["stress"].append(np.asarray(stress_error).reshape(-1))
+            group = self._group(name)
+            for quantity, v in values.items():
+                group[quantity] += (v.size, float(np.sum(v**2)), float(np.sum(np.abs(v))))
 
-    @staticmethod
-    def _summary(values: list) -> tuple[float, float]:
-        if not values:
-            return math.nan, math.nan
-        v = np.concatenate([np.atleast_1d(x) for x in values]) * 1000.0
-        return float(np.sqrt(np.mean(v**2))), float(np.mean(np.abs(v)))
+    def merge(self, other: "ErrorAccumulator") -> None:
+        for name, group in other.groups.items():
+            mine = self._group(name)
+            for quantity, sums in group.items():
+                mine[quantity] += sums
 
     def metrics(self, group: str = "all") -> dict[str, float]:
-        g = self.groups[group]
-        e_rmse, e_mae = self._summary(g["energy"])
-        ea_rmse, ea_mae = self._summary(g["energy_per_atom"])
-        f_rmse, f_mae = self._summary(g["forces"])
-        s_rmse, s_mae = self._summary(g["stress"])
+        g = self.groups.get(group) or {q: np.zeros(3) for q in QUANTITIES}
+
+        def rmse_mae(quantity: str) -> tuple[float, float]:
+            count, squares, absolute = g[quantity]
+            if count == 0:
+                return math.nan, math.nan
+            return 1000.0 * math.sqrt(squares / count), 1000.0 * absolute / count
+
+        e_rmse, e_mae = rmse_mae("energy")
+        ea_rmse, ea_mae = rmse_mae("energy_per_atom")
+        f_rmse, f_mae = rmse_mae("forces")
+        s_rmse, s_mae = rmse_mae("stress")
         return {
-            "n_structures": len(g["energy"]),
+            "n_structures": int(g["energy"][0]),
             "energy_rmse": e_rmse,
             "energy_mae": e_mae,
             "energy_per_atom_rmse": ea_rmse,

@@ -83,14 +83,35 @@ def graph_from_atoms(
     Raises:
         ValueError: NaN/inf positions or cell, or a periodic cell of zero volume.
     """
-    positions = np.asarray(atoms.get_positions(), dtype=np.float64)
-    cell = np.asarray(atoms.get_cell()[:], dtype=np.float64)
-    pbc = np.asarray(atoms.get_pbc(), dtype=bool)
+    return graph_from_arrays(
+        atoms.get_atomic_numbers(), atoms.get_positions(), atoms.get_cell()[:], atoms.get_pbc(),
+        cutoff, dtype, energy, forces, stress, weight, labelled,
+    )  # fmt: skip
+
+
+def graph_from_arrays(
+    numbers: np.ndarray,
+    positions: np.ndarray,
+    cell: np.ndarray,
+    pbc: np.ndarray,
+    cutoff: float,
+    dtype: torch.dtype = torch.float64,
+    energy: Optional[float] = None,
+    forces: Optional[np.ndarray] = None,
+    stress: Optional[np.ndarray] = None,
+    weight: float = 1.0,
+    labelled: bool = False,
+    edges: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None,
+) -> AtomicGraph:
+    """graph_from_atoms from plain arrays; ``edges`` = (i, j, shifts) skips the neighbour search."""
+    positions = np.asarray(positions, dtype=np.float64)
+    cell = np.asarray(cell, dtype=np.float64)
+    pbc = np.asarray(pbc, dtype=bool)
     if not np.isfinite(positions).all():
         raise ValueError("positions contain NaN or inf")
     if not np.isfinite(cell).all():
         raise ValueError("cell contains NaN or inf")
-    i, j, shifts = neighbour_list(positions, cell, pbc, cutoff)
+    i, j, shifts = edges if edges is not None else neighbour_list(positions, cell, pbc, cutoff)
 
     def optional(value, shape):
         return (
@@ -99,18 +120,18 @@ def graph_from_atoms(
 
     stress_mask = None
     if labelled:
-        forces = np.zeros((len(atoms), 3)) if forces is None else forces
+        forces = np.zeros((len(positions), 3)) if forces is None else forces
         stress_mask = torch.tensor([0.0 if stress is None else 1.0], dtype=dtype)
         stress = np.zeros((3, 3)) if stress is None else stress
 
     return AtomicGraph(
-        numbers=torch.as_tensor(atoms.get_atomic_numbers(), dtype=torch.long),
+        numbers=torch.as_tensor(np.asarray(numbers), dtype=torch.long),
         positions=torch.as_tensor(positions, dtype=dtype),
         cell=torch.as_tensor(cell, dtype=dtype).unsqueeze(0),
         pbc=torch.as_tensor(pbc).unsqueeze(0),
         edge_index=torch.as_tensor(np.stack([i, j]), dtype=torch.long),
-        shifts=torch.as_tensor(shifts, dtype=dtype),
-        batch=torch.zeros(len(atoms), dtype=torch.long),
+        shifts=torch.as_tensor(np.asarray(shifts, dtype=np.float64), dtype=dtype),
+        batch=torch.zeros(len(positions), dtype=torch.long),
         num_graphs=1,
         energy=optional(energy, (1,)),
         forces=optional(forces, (-1, 3)),

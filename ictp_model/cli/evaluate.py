@@ -9,13 +9,13 @@ from pathlib import Path
 import torch
 from ase.io import write
 
+from ictp_model.data.dataset import InMemoryDataset
 from ictp_model.data.io import Keys, read_samples
 from ictp_model.data.statistics import check_elements
 from ictp_model.model.io import load_model
 from ictp_model.training.config import TrainConfig
 from ictp_model.training.loop import evaluate
 from ictp_model.training.metrics import format_table
-from ictp_model.training.run import to_graphs
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -31,9 +31,8 @@ def run_eval(args: argparse.Namespace) -> int:
     results, written = {}, []
     for path, samples in files.items():
         has_stress = any(s.stress is not None for s in samples)
-        _, errors, predictions = evaluate(
-            model, to_graphs(samples, config.cutoff, dtype), samples, settings, stress=has_stress
-        )
+        dataset = InMemoryDataset.from_samples(samples, config.cutoff, dtype)
+        _, errors, predictions = evaluate(model, dataset, settings, stress=has_stress, keep_predictions=len(samples))
         name = Path(path).name
         results[name] = errors.metrics()
         for group, metrics in errors.all_metrics().items():

@@ -1,6 +1,8 @@
 """The `ictp` command line: a thin shell over the library.
 
 ictp train CONFIG.yaml [--key value ...]   train (keys as in the YAML; dotted keys reach into model/loss)
+ictp train CONFIG.yaml --distributed       the same under torchrun / srun (one process per device)
+ictp preprocess CONFIG.yaml --out DIR      data too large for memory -> HDF5 shards (train with --train_file DIR)
 ictp eval --model M --data FILE            errors of a model on labelled data
 ictp demo                                  the self-contained demonstration (no download)
 """
@@ -20,7 +22,45 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     # CONFIG.yaml is optional; argparse would mistake an override's value for it, so read it here
     path = extra.pop(0) if extra and not extra[0].startswith("--") else None
     config = load_train_config(path, parse_overrides(extra))
-    run_training(config)
+    if not args.distributed:
+        run_training(config)
+        return 0
+    from ictp_model.training import distributed
+
+    ranks, config.device = distributed.init(config.device)
+    try:
+        run_training(config, ranks=ranks)
+    finally:
+        distributed.shutdown()
+    return 0
+
+
+def _preprocess(args: argparse.Namespace, extra: list[str]) -> int:
+    from pathlib import Path
+
+    from ictp_model.data.io import Keys
+    from ictp_model.data.preprocess import preprocess
+    from ictp_model.model.config import resolve_config
+    from ictp_model.training.config import load_train_config, parse_overrides
+    from ictp_model.training.run import resolve_e0s
+
+    path = extra.pop(0) if extra and not extra[0].startswith("--") else None
+    config = load_train_config(path, parse_overrides(extra))
+    if config.valid_size is not None and not config.valid_file:
+        raise ConfigError("valid_size: preprocess streams the data once; give valid_fraction or valid_file")
+    cutoff = resolve_config({**config.model_dict, "elements": ["H"], "dtype": config.dtype}).cutoff
+    preprocess(
+        {"train": config.train_file, "valid": config.valid_file, "test": config.test_file},
+        Keys(config.energy_key, config.forces_key, config.stress_key, config.virials_key, config.weight_key),
+        Path(args.out),
+        cutoff,
+        lambda stats, isolated, elements: resolve_e0s(config, stats, isolated, elements),
+        valid_fraction=config.valid_fraction,
+        train_size=config.train_size,
+        seed=config.seed,
+        shard_size=args.shard_size,
+        store_neighbours=args.store_neighbours,
+    )
     return 0
 
 
@@ -94,7 +134,22 @@ def build_parser() -> argparse.ArgumentParser:
         usage="ictp train [CONFIG.yaml] [--key value ...]",
         help="train a model from a YAML config; '--key value' pairs override it (dotted keys reach into model/loss)",
     )
+    train.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over the processes started by torchrun or srun (gloo on CPU, NCCL on GPU)",
+    )
     train.set_defaults(func=_train)
+
+    pre = sub.add_parser(
+        "preprocess",
+        usage="ictp preprocess [CONFIG.yaml] --out DIR [--shard-size N] [--store-neighbours] [--key value ...]",
+        help="stream the data of a training config into HDF5 shards + statistics, for data sets larger than memory",
+    )
+    pre.add_argument("--out", required=True, help="new folder for the shards; train with --train_file DIR")
+    pre.add_argument("--shard-size", type=int, default=1000, help="structures per shard file")
+    pre.add_argument("--store-neighbours", action="store_true", help="also store neighbour lists (model cutoff)")
+    pre.set_defaults(func=_preprocess)
 
     ev = sub.add_parser("eval", help="evaluate a model on labelled structures")
     ev.add_argument("--model", required=True, help="model file written by ictp train / save_model")

@@ -7,7 +7,7 @@ checkpoint sees the same batches, and therefore the same losses, as an uninterru
 import csv
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -15,26 +15,32 @@ from typing import Optional
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from ictp_model.data.dataset import GraphDataset
 from ictp_model.data.graph import AtomicGraph, collate
-from ictp_model.data.io import Sample
 from ictp_model.model.io import atomic_torch_save, model_payload, save_model
 from ictp_model.model.potential import compute_properties
 
 from .config import TrainConfig
-from .loss import weighted_loss
+from .distributed import (
+    SINGLE,
+    Ranks,
+    all_reduce_sum,
+    any_rank,
+    broadcast_parameters,
+    gather,
+    part,
+    sum_gradients,
+)
+from .loss import LOSS_TERMS, combine, loss_terms
 from .metrics import ErrorAccumulator
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "valid_loss", "valid_energy_rmse", "valid_forces_rmse", "time"]
 
 
-def batches(graphs: list[AtomicGraph], batch_size: int, shuffle: bool, seed: int = 0) -> Iterator[AtomicGraph]:
-    """Collated batches; the order is a permutation seeded by ``seed`` when shuffling."""
-    order = (
-        torch.randperm(len(graphs), generator=torch.Generator().manual_seed(seed)) if shuffle else range(len(graphs))
-    )
-    order = list(order)
-    for start in range(0, len(order), batch_size):
-        yield collate([graphs[int(i)] for i in order[start : start + batch_size]])
+def epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int = 0) -> list[list[int]]:
+    """Indices of each batch; the order is a permutation seeded by ``seed`` when shuffling."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
+    return [order[start : start + batch_size] for start in range(0, n, batch_size)]
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -45,36 +51,73 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
+def _device_batch(dataset: GraphDataset, indices: list[int], model: torch.nn.Module) -> AtomicGraph:
+    return collate([dataset[i] for i in indices]).to(model.embedding.device, model.embedding.dtype)
+
+
 def evaluate(
     model: torch.nn.Module,
-    graphs: list[AtomicGraph],
-    samples: list[Sample],
+    dataset: GraphDataset,
     config: TrainConfig,
     stress: bool = False,
+    ranks: Ranks = SINGLE,
+    keep_predictions: int = 0,
 ) -> tuple[float, ErrorAccumulator, list[dict]]:
-    """Loss and errors over a data set (in order), plus the predictions per structure."""
-    total, errors, predictions = 0.0, ErrorAccumulator(), []
-    index = 0
-    for batch in batches(graphs, config.valid_batch_size, shuffle=False):
-        out = compute_properties(model, batch, forces=True, stress=stress or config.loss["stress"] > 0)
-        loss, _ = weighted_loss(out, batch, config.loss)
-        total += float(loss.detach())
-        energy, forces = out["energy"].detach().double(), out["forces"].detach().double()
-        for g in range(batch.num_graphs):
-            sample = samples[index]
-            atom_mask = batch.batch == g
+    """Loss and errors over a data set, each rank taking its part; the loss and the errors are
+    summed over ranks. Also returns the predictions and labels of this rank's first
+    ``keep_predictions`` structures, in order."""
+    sums = {t: 0.0 for t in LOSS_TERMS}
+    counts = {t: 0.0 for t in LOSS_TERMS}
+    errors, predictions = ErrorAccumulator(), []
+    mine = part(list(range(len(dataset))), ranks)
+    with_stress = stress or config.loss["stress"] > 0
+    for start in range(0, len(mine), config.valid_batch_size):
+        indices = mine[start : start + config.valid_batch_size]
+        batch = _device_batch(dataset, indices, model)
+        out = compute_properties(model, batch, forces=True, stress=with_stress)
+        for name, (value, count) in loss_terms(out, batch, config.loss).items():
+            sums[name] += float(value.detach())
+            counts[name] += float(count)
+        energy, forces = out["energy"].detach().double().cpu(), out["forces"].detach().double().cpu()
+        labels = batch.to("cpu", torch.float64)
+        for g, index in enumerate(indices):
+            info = dataset.info(index)
+            atom_mask = labels.batch == g
             pred_forces = forces[atom_mask].numpy()
-            force_error = None if sample.forces is None else pred_forces - sample.forces
-            pred_stress = out["stress"][g].detach().double().numpy() if "stress" in out else None
+            force_error = pred_forces - labels.forces[atom_mask].numpy() if info.has_forces else None
+            pred_stress = out["stress"][g].detach().double().cpu().numpy() if "stress" in out else None
             stress_error = None
-            if pred_stress is not None and sample.stress is not None:
-                stress_error = pred_stress - sample.stress
-            errors.add(
-                sample.config_type, float(energy[g]) - sample.energy, len(sample.atoms), force_error, stress_error
-            )
-            predictions.append({"energy": float(energy[g]), "forces": pred_forces, "stress": pred_stress})
-            index += 1
-    return total, errors, predictions
+            if pred_stress is not None and info.has_stress:
+                stress_error = pred_stress - labels.stress[g].numpy()
+            num_atoms = int(atom_mask.sum())
+            errors.add(info.config_type, float(energy[g] - labels.energy[g]), num_atoms, force_error, stress_error)
+            if len(predictions) < keep_predictions:
+                predictions.append(
+                    {
+                        "energy": float(energy[g]), "forces": pred_forces, "stress": pred_stress,
+                        "num_atoms": num_atoms, "ref_energy": float(labels.energy[g]),
+                        "ref_forces": labels.forces[atom_mask].numpy() if info.has_forces else None,
+                    }
+                )  # fmt: skip
+    totals = [sums[t] for t in LOSS_TERMS] + [counts[t] for t in LOSS_TERMS]
+    totals = all_reduce_sum(torch.tensor(totals, dtype=torch.float64), ranks)
+    n = len(LOSS_TERMS)
+    active = [t for t in LOSS_TERMS if t in _active_terms(config)]
+    loss = combine(
+        {t: totals[i] for i, t in enumerate(LOSS_TERMS) if t in active},
+        {t: totals[n + i] for i, t in enumerate(LOSS_TERMS) if t in active},
+        config.loss,
+    )
+    if ranks.distributed:
+        merged = ErrorAccumulator()
+        for other in gather(errors, ranks):
+            merged.merge(other)
+        errors = merged
+    return float(loss), errors, predictions
+
+
+def _active_terms(config: TrainConfig) -> set[str]:
+    return {t for t in LOSS_TERMS if config.loss[t] > 0}
 
 
 @dataclass
@@ -105,19 +148,26 @@ def _checkpoint(model, ema, optimizer, scheduler, state: FitState, config: Train
 
 def fit(
     model: torch.nn.Module,
-    train: tuple[list[AtomicGraph], list[Sample]],
-    valid: tuple[list[AtomicGraph], list[Sample]],
+    train: GraphDataset,
+    valid: GraphDataset,
     config: TrainConfig,
     output_dir: Path,
     log: Callable[[str], None] = print,
     checkpoint: Optional[dict] = None,
+    ranks: Ranks = SINGLE,
 ) -> FitState:
     """Train with Adam(AMSGrad), ReduceLROnPlateau, EMA, gradient clipping and early stopping.
 
-    Writes atomically into output_dir: checkpoint_last.pt (every epoch), model.pt (the best
-    validation model, with EMA weights) and log.csv (one row per epoch).
+    Writes atomically into output_dir (rank 0 only): checkpoint_last.pt (every epoch), model.pt
+    (the best validation model, with EMA weights) and log.csv (one row per epoch).
+
+    Distributed: each global batch of config.batch_size structures is split over the ranks, the
+    gradients are summed, and every decision (LR schedule, early stop, time budget) is taken from
+    reduced values or collectively, so all ranks stay in step and none waits forever.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if ranks.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    broadcast_parameters(model, ranks)
     optimizer = torch.optim.Adam(decay_groups(model, config.weight_decay), lr=config.lr, amsgrad=config.amsgrad)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=config.lr_factor, patience=config.scheduler_patience
@@ -142,28 +192,29 @@ def fit(
         log(
             f"resumed from epoch {state.epoch} (best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch})"
         )
-    train_graphs, _ = train
-    valid_graphs, valid_samples = valid
     eval_model = ema.module if ema is not None else model
+    parameters = list(model.parameters())
     started = time.perf_counter()
-    progress = _progress(config, state.epoch)
+    progress = _progress(config, state.epoch, ranks)
     while state.epoch < config.max_epochs:
         epoch = state.epoch
         model.train()
         train_loss = 0.0
-        for batch in batches(train_graphs, config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch):
+        for indices in epoch_batches(len(train), config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch):
             optimizer.zero_grad(set_to_none=True)
-            out = compute_properties(model, batch, forces=True, stress=config.loss["stress"] > 0, training=True)
-            loss, _ = weighted_loss(out, batch, config.loss)
-            loss.backward()
+            loss = _local_loss(model, train, part(indices, ranks), config, ranks)
+            if loss is not None:
+                loss.backward()
+                train_loss += float(loss.detach())
+            sum_gradients(parameters, ranks)
             if config.clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                torch.nn.utils.clip_grad_norm_(parameters, config.clip_grad)
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
-            train_loss += float(loss.detach())
+        train_loss = float(all_reduce_sum(torch.tensor([train_loss], dtype=torch.float64), ranks))
         eval_model.eval()
-        valid_loss, errors, _ = evaluate(eval_model, valid_graphs, valid_samples, config)
+        valid_loss, errors, _ = evaluate(eval_model, valid, config, ranks=ranks)
         scheduler.step(valid_loss)
         metrics = errors.metrics()
         state.epoch = epoch + 1
@@ -179,33 +230,60 @@ def fit(
         state.history.append(row)
         if valid_loss < state.best_valid_loss:
             state.best_valid_loss, state.best_epoch, state.epochs_without_improvement = valid_loss, state.epoch, 0
-            save_model(eval_model, output_dir / "model.pt")
+            if ranks.is_main:
+                save_model(eval_model, output_dir / "model.pt")
         else:
             state.epochs_without_improvement += 1
-        atomic_torch_save(
-            _checkpoint(model, ema, optimizer, scheduler, state, config), output_dir / "checkpoint_last.pt"
-        )
-        _write_log(output_dir / "log.csv", state.history)
+        if ranks.is_main:
+            atomic_torch_save(
+                _checkpoint(model, ema, optimizer, scheduler, state, config), output_dir / "checkpoint_last.pt"
+            )
+            _write_log(output_dir / "log.csv", state.history)
         progress.set_postfix(
             valid_loss=f"{valid_loss:.4g}", E=f"{row['valid_energy_rmse']:.2f}", F=f"{row['valid_forces_rmse']:.1f}"
         )
         progress.update(1)
+        # valid_loss is identical on every rank, so patience agrees; clocks do not, so the time
+        # budget is a collective decision
         if config.patience is not None and state.epochs_without_improvement >= config.patience:
             log(f"early stopping at epoch {state.epoch}: no improvement for {config.patience} epochs")
             break
-        if config.max_time is not None and time.perf_counter() - started > config.max_time:
+        out_of_time = config.max_time is not None and time.perf_counter() - started > config.max_time
+        if any_rank(out_of_time, ranks):
             log(f"stopping at epoch {state.epoch}: time budget of {config.max_time:.0f} s used")
             break
     progress.close()
     return state
 
 
-def _progress(config: TrainConfig, initial: int):
+def _local_loss(
+    model: torch.nn.Module, dataset: GraphDataset, indices: list[int], config: TrainConfig, ranks: Ranks
+) -> Optional[torch.Tensor]:
+    """This rank's share of the global batch loss (None without structures). A mean divides by
+    the counts of the whole global batch, so the shares add up to the single-process loss."""
+    sums, counts = {}, {}
+    if indices:
+        batch = _device_batch(dataset, indices, model)
+        out = compute_properties(model, batch, forces=True, stress=config.loss["stress"] > 0, training=True)
+        terms = loss_terms(out, batch, config.loss)
+        sums, counts = {k: v for k, (v, _) in terms.items()}, {k: c for k, (_, c) in terms.items()}
+    if ranks.distributed and config.loss["reduction"] == "mean":
+        local = torch.tensor([float(counts[t]) if t in counts else 0.0 for t in LOSS_TERMS], dtype=torch.float64)
+        total = all_reduce_sum(local, ranks)
+        counts = {t: total[i] for i, t in enumerate(LOSS_TERMS)}
+    return combine(sums, counts, config.loss) if sums else None
+
+
+def _progress(config: TrainConfig, initial: int, ranks: Ranks):
     from tqdm import tqdm
 
     # disable=None: a progress bar on terminals only, not in logs or CI
     return tqdm(
-        total=config.max_epochs, initial=initial, desc="epochs", disable=None if config.progress else True, leave=False
+        total=config.max_epochs,
+        initial=initial,
+        desc="epochs",
+        disable=None if config.progress and ranks.is_main else True,
+        leave=False,
     )
 
 

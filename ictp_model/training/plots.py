@@ -35,17 +35,18 @@ def learning_curve(history: list[dict], path: Path) -> None:
 
 
 def parity_plot(parity: dict, path: Path) -> None:
-    """parity: {set name: (samples, predictions)}; energy per atom and force components."""
+    """parity: {set name: predictions from `evaluate`}; energy per atom and force components."""
     if not parity:
         return
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-    for name, (samples, predictions) in parity.items():
-        ref_e = np.array([s.energy / len(s.atoms) for s in samples])
-        pred_e = np.array([p["energy"] / len(s.atoms) for s, p in zip(samples, predictions)])
+    for name, predictions in parity.items():
+        ref_e = np.array([p["ref_energy"] / p["num_atoms"] for p in predictions])
+        pred_e = np.array([p["energy"] / p["num_atoms"] for p in predictions])
         axes[0].scatter(ref_e, pred_e, s=6, label=name)
-        ref_f = np.concatenate([s.forces.reshape(-1) for s in samples if s.forces is not None])
-        pred_f = np.concatenate([p["forces"].reshape(-1) for s, p in zip(samples, predictions) if s.forces is not None])
-        axes[1].scatter(ref_f, pred_f, s=3, label=name)
+        with_forces = [p for p in predictions if p["ref_forces"] is not None]
+        if with_forces:
+            ref_f = np.concatenate([p["ref_forces"].reshape(-1) for p in with_forces])
+            axes[1].scatter(ref_f, np.concatenate([p["forces"].reshape(-1) for p in with_forces]), s=3, label=name)
     for ax, label in zip(axes, ["energy per atom (eV)", "force component (eV/Å)"]):
         low, high = ax.get_xlim()
         ax.plot([low, high], [low, high], "k--", lw=0.8)

@@ -5,26 +5,23 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 import yaml
 
-from ictp_model.data.graph import AtomicGraph, graph_from_atoms
+from ictp_model.data.dataset import GraphDataset, InMemoryDataset
 from ictp_model.data.io import DataError, Keys, Sample, read_samples
-from ictp_model.data.statistics import (
-    average_num_neighbors,
-    check_elements,
-    e0s_from_isolated_atoms,
-    e0s_least_squares,
-    elements_in,
-    force_rms,
-)
+from ictp_model.data.preprocess import is_preprocessed, read_statistics
+from ictp_model.data.shards import ShardedDataset
+from ictp_model.data.statistics import RunningStatistics, check_elements, e0s_from_isolated_atoms, elements_in
 from ictp_model.model.build import build_model
 from ictp_model.model.config import ModelConfig, check_keys, resolve_config
 from ictp_model.model.io import load_model
 
 from .config import ConfigError, TrainConfig
+from .distributed import SINGLE, Ranks, barrier, broadcast
 from .loop import evaluate, fit
 from .metrics import format_table
 
@@ -71,7 +68,9 @@ def load_splits(config: TrainConfig) -> DataSplits:
     return DataSplits(train, valid, test, isolated)
 
 
-def resolve_e0s(config: TrainConfig, splits: DataSplits, elements: list[str]) -> dict[str, float]:
+def resolve_e0s(
+    config: TrainConfig, stats: RunningStatistics, isolated: list[Sample], elements: list[str]
+) -> dict[str, float]:
     """E0s by the configured method; every element of the model gets a value."""
     source = config.E0s
     if source is None:
@@ -82,10 +81,10 @@ def resolve_e0s(config: TrainConfig, splits: DataSplits, elements: list[str]) ->
             raise ConfigError(f"E0s: no value for elements {missing}")
         return {e: float(source[e]) for e in elements}
     if source == "average":
-        return e0s_least_squares(splits.train, elements)
+        return stats.e0s(elements)
     keys = Keys(energy=config.energy_key)
     found = e0s_from_isolated_atoms(
-        splits.isolated if source == "isolated" else read_samples(source, keys, require_forces=False)
+        isolated if source == "isolated" else read_samples(source, keys, require_forces=False)
     )
     missing = sorted(set(elements) - set(found))
     if missing:
@@ -94,42 +93,120 @@ def resolve_e0s(config: TrainConfig, splits: DataSplits, elements: list[str]) ->
     return {e: found[e] for e in elements}
 
 
-def to_graphs(samples: list[Sample], cutoff: float, dtype: torch.dtype) -> list[AtomicGraph]:
-    return [
-        graph_from_atoms(s.atoms, cutoff, dtype, s.energy, s.forces, s.stress, s.weight, labelled=True) for s in samples
-    ]
+@dataclass
+class PreparedData:
+    """Data sets and the statistics every rank shares."""
+
+    train: GraphDataset
+    valid: GraphDataset
+    test: Callable[[], Optional[GraphDataset]]  # built when needed
+    elements: list[str]
+    atomic_energies: dict[str, float]
+    avg_num_neighbors: float
+    scale: float
+    test_samples: Optional[list[Sample]] = None
 
 
-def run_training(config: TrainConfig, log: Callable[[str], None] = print) -> dict:
-    """Train a model as configured; returns the final metrics. All validation happens before the
-    first file is written, so a failing run leaves an existing output folder untouched."""
-    check_keys(config.model_dict, ModelConfig, "model", extra=("preset",), error=ConfigError)
-    output_dir = Path(config.output_dir)
-    torch.manual_seed(config.seed)
+def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks) -> PreparedData:
+    """Every rank reads the files (each epoch's batches draw from all of them); the statistics
+    are computed on rank 0 and shared."""
     splits = load_splits(config)
-    model_values = config.model_dict
     elements = model_values.get("elements") or elements_in(splits.train + splits.valid + splits.test)
     for part in (splits.train, splits.valid, splits.test):
         check_elements(part, elements)
-    e0s = resolve_e0s(config, splits, elements)
-    probe = resolve_config({**model_values, "elements": elements, "dtype": config.dtype})
+    cutoff = resolve_config({**model_values, "elements": elements, "dtype": config.dtype}).cutoff
     dtype = getattr(torch, config.dtype)
-    train_graphs = to_graphs(splits.train, probe.cutoff, dtype)
-    valid_graphs = to_graphs(splits.valid, probe.cutoff, dtype)
+    train = InMemoryDataset.from_samples(splits.train, cutoff, dtype)
+    statistics = None
+    if ranks.is_main:
+        stats = RunningStatistics()
+        for sample, graph in zip(splits.train, train.graphs):
+            stats.add(sample, graph.num_edges)
+        statistics = (
+            resolve_e0s(config, stats, splits.isolated, elements),
+            stats.avg_num_neighbors(),
+            stats.force_rms(),
+        )
+    e0s, avg, scale = broadcast(statistics, ranks)
+    return PreparedData(
+        train,
+        InMemoryDataset.from_samples(splits.valid, cutoff, dtype),
+        lambda: InMemoryDataset.from_samples(splits.test, cutoff, dtype) if splits.test else None,
+        elements, e0s, avg, scale, splits.test,
+    )  # fmt: skip
+
+
+def _sharded_data(config: TrainConfig, model_values: dict) -> PreparedData:
+    """Data preprocessed by `ictp preprocess`: streamed from its shards, statistics from its sidecar."""
+    folder = Path(config.train_file)
+    stats = read_statistics(folder)
+    elements = model_values.get("elements") or stats["elements"]
+    check = resolve_config({**model_values, "elements": elements, "dtype": config.dtype})
+    if abs(check.cutoff - stats["cutoff"]) > 1e-12:
+        raise ConfigError(
+            f"model.cutoff {check.cutoff} differs from the cutoff {stats['cutoff']} that {folder} was preprocessed "
+            "with (its average neighbour count depends on it); preprocess again or set model.cutoff"
+        )
+    if config.train_size is not None:
+        raise ConfigError("train_size: give it to 'ictp preprocess'; a preprocessed training set is used whole")
+    unknown = sorted(set(stats["elements"]) - set(elements))
+    if unknown:
+        raise DataError(f"{folder}: frame -: key 'numbers': elements {unknown} are not in the model's {elements}")
+    dtype = getattr(torch, config.dtype)
+
+    def open_set(name: str, fallback: Optional[str]) -> Optional[GraphDataset]:
+        # the folder's own valid/test shards were made from the same config keys; a file is
+        # used only where the folder has none
+        if stats["counts"].get(name):
+            return ShardedDataset(folder / name, check.cutoff, dtype)
+        return open_dataset(fallback, config, check.cutoff, dtype) if fallback else None
+
+    e0s = stats["atomic_energies"]
+    if config.E0s is not None and isinstance(config.E0s, dict):
+        e0s = resolve_e0s(config, RunningStatistics(), [], elements)
+    return PreparedData(
+        open_set("train", None),
+        open_set("valid", config.valid_file),
+        lambda: open_set("test", config.test_file),
+        elements, {e: float(e0s.get(e, 0.0)) for e in elements}, float(stats["avg_num_neighbors"]),
+        float(stats["scale"]),
+    )  # fmt: skip
+
+
+def open_dataset(location: str, config: TrainConfig, cutoff: float, dtype: torch.dtype) -> GraphDataset:
+    """HDF5 shards (a folder or an .h5 file) streamed, any other file read into memory."""
+    if Path(location).is_dir() or Path(location).suffix == ".h5":
+        return ShardedDataset(location, cutoff, dtype)
+    keys = Keys(config.energy_key, config.forces_key, config.stress_key, config.virials_key, config.weight_key)
+    return InMemoryDataset.from_samples(read_samples(location, keys), cutoff, dtype)
+
+
+def run_training(config: TrainConfig, log: Callable[[str], None] = print, ranks: Ranks = SINGLE) -> dict:
+    """Train a model as configured; returns the final metrics. All validation happens before the
+    first file is written, so a failing run leaves an existing output folder untouched.
+
+    Distributed (ranks from `distributed.init`): statistics come from rank 0, every rank trains on
+    its part of each batch, only rank 0 writes files and logs."""
+    check_keys(config.model_dict, ModelConfig, "model", extra=("preset",), error=ConfigError)
+    if not ranks.is_main:
+        log = _silent
+    output_dir = Path(config.output_dir)
+    torch.manual_seed(config.seed)
+    model_values = config.model_dict
+    preprocessed = is_preprocessed(config.train_file)
+    data = _sharded_data(config, model_values) if preprocessed else _in_memory_data(config, model_values, ranks)
     model_config = resolve_config(
-        probe,
-        atomic_energies=e0s,
-        avg_num_neighbors=average_num_neighbors(train_graphs),
-        scale=force_rms(splits.train),
+        {**model_values, "elements": data.elements, "dtype": config.dtype},
+        atomic_energies=data.atomic_energies,
+        avg_num_neighbors=data.avg_num_neighbors,
+        scale=data.scale,
     )
-    log(
-        f"data: {len(splits.train)} train, {len(splits.valid)} valid, {len(splits.test)} test structures; elements {elements}"
-    )
-    log(
-        "E0s (eV): "
-        + ", ".join(f"{e} {v:.4f}" for e, v in e0s.items())
-        + f" [{config.E0s if not isinstance(config.E0s, dict) else 'given'}]"
-    )
+    where = "streamed from HDF5 shards" if preprocessed else "in memory"
+    log(f"data ({where}): {len(data.train)} train, {len(data.valid)} valid structures; elements {data.elements}")
+    if ranks.distributed:
+        log(f"distributed: {ranks.world_size} processes, global batch {config.batch_size}")
+    e0s_label = "given" if isinstance(config.E0s, dict) else ("preprocessed" if preprocessed else config.E0s)
+    log("E0s (eV): " + ", ".join(f"{e} {v:.4f}" for e, v in data.atomic_energies.items()) + f" [{e0s_label}]")
     log(
         f"average neighbours {model_config.avg_num_neighbors:.3f}, energy scale (force RMS) {model_config.scale:.4f} eV/A"
     )
@@ -145,31 +222,38 @@ def run_training(config: TrainConfig, log: Callable[[str], None] = print) -> dic
         f"l_max={model_config.edge_rank}, nu={model_config.correlation}, {sum(p.numel() for p in model.parameters())} parameters"
     )
 
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(
-        yaml.safe_dump({**config.to_dict(), "model": model_config.to_dict()}, sort_keys=False)
-    )
-    state = fit(model, (train_graphs, splits.train), (valid_graphs, splits.valid), config, output_dir, log, checkpoint)
+    if ranks.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        (output_dir / "config.yaml").write_text(
+            yaml.safe_dump({**config.to_dict(), "model": model_config.to_dict()}, sort_keys=False)
+        )
+    state = fit(model, data.train, data.valid, config, output_dir, log, checkpoint, ranks)
     log(f"trained {state.epoch} epochs; best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch}")
+    barrier(ranks)  # model.pt is complete before any rank reads it
 
     best = load_model(output_dir / "model.pt", config.device)
     results, parity = {}, {}
-    for name, samples, graphs in (
-        ("valid", splits.valid, valid_graphs),
-        ("test", splits.test, to_graphs(splits.test, probe.cutoff, dtype) if splits.test else []),
-    ):
-        if not samples:
+    for name, dataset in (("valid", data.valid), ("test", data.test())):
+        if dataset is None:
             continue
-        _, errors, predictions = evaluate(best, graphs, samples, config)
+        _, errors, predictions = evaluate(best, dataset, config, ranks=ranks, keep_predictions=PARITY_POINTS)
         results[name] = errors.metrics()
         for group, metrics in errors.all_metrics().items():
             if group != "all":
                 results[f"{name}:{group}"] = metrics
-        parity[name] = (samples, predictions)
+        parity[name] = predictions
     log(format_table(results, "errors of the best model (energies in meV, forces in meV/A)"))
-    (output_dir / "metrics.json").write_text(json.dumps(results, indent=1))
-    _plots(output_dir, state.history, parity, log)
+    if ranks.is_main:
+        (output_dir / "metrics.json").write_text(json.dumps(results, indent=1))
+        _plots(output_dir, state.history, parity, log)
     return results
+
+
+PARITY_POINTS = 2000  # structures per set in parity.png (bounded memory on large sets)
+
+
+def _silent(message: str) -> None:
+    pass
 
 
 def _plots(output_dir: Path, history: list[dict], parity: dict, log: Callable[[str], None]) -> None:

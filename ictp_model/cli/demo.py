@@ -45,12 +45,12 @@ def algebra_self_check(max_rank: int = 4) -> float:
     return worst
 
 
-def emt_dataset(n_structures: int, seed: int) -> list:
-    """Rattled, strained fcc Cu-Au cells (8 atoms, random composition) labelled by EMT."""
+def emt_dataset(n_structures: int, seed: int, repeat: int = 2) -> list:
+    """Rattled, strained fcc Cu-Au cells (repeat³ atoms, random composition) labelled by EMT."""
     rng = np.random.default_rng(seed)
     frames = []
     for _ in range(n_structures):
-        atoms = bulk("Cu", "fcc", a=rng.uniform(3.6, 3.95), cubic=False).repeat((2, 2, 2))
+        atoms = bulk("Cu", "fcc", a=rng.uniform(3.6, 3.95), cubic=False).repeat((repeat,) * 3)
         atoms.set_chemical_symbols(rng.choice(["Cu", "Au"], size=len(atoms)).tolist())
         strain = np.eye(3) + rng.uniform(-0.03, 0.03, size=(3, 3))
         atoms.set_cell(atoms.cell[:] @ (strain + strain.T) / 2, scale_atoms=True)

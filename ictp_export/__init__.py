@@ -5,6 +5,6 @@ The exported module's interface (what `pair_style ictp` calls) is documented in
 """
 
 from .export import export_model, load_exported
-from .plugin import plugin_path
+from .plugin import lammps_environment, libtorch_path, plugin_path
 
-__all__ = ["export_model", "load_exported", "plugin_path"]
+__all__ = ["export_model", "lammps_environment", "libtorch_path", "load_exported", "plugin_path"]

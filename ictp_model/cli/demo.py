@@ -94,7 +94,7 @@ run {steps}
 
 def lammps_md(model_path: Path, out: Path, steps: int = 200) -> bool:
     """Export the model and run NVT MD of a 256-atom Cu-Au alloy with pair_style ictp."""
-    from ictp_export import export_model, plugin_path
+    from ictp_export import export_model, lammps_environment, plugin_path
 
     lmp = Path(sys.prefix) / "bin" / "lmp"
     if not lmp.exists() or shutil.which("cmake") is None:
@@ -111,7 +111,7 @@ def lammps_md(model_path: Path, out: Path, steps: int = 200) -> bool:
     write(out / "alloy.data", atoms, format="lammps-data", specorder=["Cu", "Au"], atom_style="atomic", masses=True)
     script = out / "in.demo"
     script.write_text(LAMMPS_INPUT.format(data=out / "alloy.data", plugin=plugin, model=exported, steps=steps))
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
+    env = dict(lammps_environment(), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "2"))
     result = subprocess.run(
         [str(lmp), "-in", str(script), "-log", str(out / "log.lammps")], capture_output=True, text=True, env=env
     )

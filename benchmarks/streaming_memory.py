@@ -59,7 +59,7 @@ def main() -> None:
     )
     base = dict(
         energy_key="REF_energy", forces_key="REF_forces", stress_key="REF_stress", E0s="average", valid_fraction=0.02,
-        model={"preset": "small", "channels": args.channels, "cutoff": CUTOFF}, batch_size=8, valid_batch_size=8,
+        model={"preset": "small", "channels": args.channels, "cutoff": CUTOFF}, batch_size=4, valid_batch_size=4,
         max_epochs=1, progress=False, dtype="float64",
     )  # fmt: skip
     rows = []

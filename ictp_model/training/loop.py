@@ -200,7 +200,8 @@ def fit(
         epoch = state.epoch
         model.train()
         train_loss = 0.0
-        for indices in epoch_batches(len(train), config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch):
+        steps = epoch_batches(len(train), config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch)
+        for indices in steps:
             optimizer.zero_grad(set_to_none=True)
             loss = _local_loss(model, train, part(indices, ranks), config, ranks)
             if loss is not None:
@@ -213,6 +214,8 @@ def fit(
             if ema is not None:
                 ema.update_parameters(model)
         train_loss = float(all_reduce_sum(torch.tensor([train_loss], dtype=torch.float64), ranks))
+        if config.loss["reduction"] == "mean":  # the mean over batches, comparable with valid_loss
+            train_loss /= max(len(steps), 1)
         eval_model.eval()
         valid_loss, errors, _ = evaluate(eval_model, valid, config, ranks=ranks)
         scheduler.step(valid_loss)

@@ -129,10 +129,6 @@ class ShardedDataset:
         has_forces, has_stress = self._flags[k][g]
         return StructureInfo(names[codes[g]], bool(has_forces), bool(has_stress))
 
-    def num_atoms(self, index: int) -> int:
-        k, g = self._locate(index)
-        return int(self._atom_ptr[k][g + 1] - self._atom_ptr[k][g])
-
     def __getitem__(self, index: int) -> AtomicGraph:
         k, g = self._locate(index)
         f = self._file(k)
@@ -151,8 +147,3 @@ class ShardedDataset:
             )  # fmt: skip
         except ValueError as exc:
             raise DataError(f"{self.paths[k]}: frame {g}: key 'positions': {exc}") from exc
-
-    def close(self) -> None:
-        for handle in self._files.values():
-            handle.close()
-        self._files.clear()

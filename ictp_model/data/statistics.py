@@ -27,7 +27,7 @@ class RunningStatistics:
         self.gram = np.zeros((119, 119))  # Σ_structures n_Z n_Z'
         self.moment = np.zeros(119)  # Σ_structures n_Z E
         self.force_squares, self.force_components = 0.0, 0
-        self.atoms, self.edges, self.structures = 0, 0, 0
+        self.atoms, self.edges = 0, 0
 
     def add(self, sample: Sample, num_edges: int = 0) -> None:
         counts = np.bincount(sample.atoms.numbers, minlength=119).astype(np.float64)
@@ -38,7 +38,6 @@ class RunningStatistics:
             self.force_components += sample.forces.size
         self.atoms += len(sample.atoms)
         self.edges += num_edges
-        self.structures += 1
 
     def e0s(self, elements: list[str]) -> dict[str, float]:
         """E0 per element minimising Σ (E - Σ_Z n_Z E0_Z)² (the minimum-norm solution when the

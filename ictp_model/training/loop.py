@@ -102,11 +102,9 @@ def evaluate(
     totals = [sums[t] for t in LOSS_TERMS] + [counts[t] for t in LOSS_TERMS]
     totals = all_reduce_sum(torch.tensor(totals, dtype=torch.float64), ranks)
     n = len(LOSS_TERMS)
-    active = [t for t in LOSS_TERMS if t in _active_terms(config)]
+    active = [i for i, t in enumerate(LOSS_TERMS) if config.loss[t] > 0]
     loss = combine(
-        {t: totals[i] for i, t in enumerate(LOSS_TERMS) if t in active},
-        {t: totals[n + i] for i, t in enumerate(LOSS_TERMS) if t in active},
-        config.loss,
+        {LOSS_TERMS[i]: totals[i] for i in active}, {LOSS_TERMS[i]: totals[n + i] for i in active}, config.loss
     )
     if ranks.distributed:
         merged = ErrorAccumulator()
@@ -114,10 +112,6 @@ def evaluate(
             merged.merge(other)
         errors = merged
     return float(loss), errors, predictions
-
-
-def _active_terms(config: TrainConfig) -> set[str]:
-    return {t for t in LOSS_TERMS if config.loss[t] > 0}
 
 
 @dataclass

@@ -104,7 +104,6 @@ class PreparedData:
     atomic_energies: dict[str, float]
     avg_num_neighbors: float
     scale: float
-    test_samples: Optional[list[Sample]] = None
 
 
 def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks) -> PreparedData:
@@ -132,7 +131,7 @@ def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks) -> Pr
         train,
         InMemoryDataset.from_samples(splits.valid, cutoff, dtype),
         lambda: InMemoryDataset.from_samples(splits.test, cutoff, dtype) if splits.test else None,
-        elements, e0s, avg, scale, splits.test,
+        elements, e0s, avg, scale,
     )  # fmt: skip
 
 
@@ -162,7 +161,7 @@ def _sharded_data(config: TrainConfig, model_values: dict) -> PreparedData:
         return open_dataset(fallback, config, check.cutoff, dtype) if fallback else None
 
     e0s = stats["atomic_energies"]
-    if config.E0s is not None and isinstance(config.E0s, dict):
+    if isinstance(config.E0s, dict):
         e0s = resolve_e0s(config, RunningStatistics(), [], elements)
     return PreparedData(
         open_set("train", None),

@@ -13,12 +13,10 @@ def emt_files(tmp_path_factory):
     return folder
 
 
-def tiny_config(emt_files, out, **overrides):
-    from ictp_model.training.config import TrainConfig
-
+def tiny_values(train_file, **overrides) -> dict:
+    """Training config keys for a tiny model on the EMT files (REF_* labels), with overrides."""
     values = dict(
-        train_file=str(emt_files / "train.xyz"),
-        test_file=str(emt_files / "test.xyz"),
+        train_file=str(train_file),
         valid_size=6,
         energy_key="REF_energy",
         forces_key="REF_forces",
@@ -29,8 +27,16 @@ def tiny_config(emt_files, out, **overrides):
         max_epochs=4,
         lr=0.01,
         loss={"energy": 1.0, "forces": 1.0, "stress": 1.0},
-        output_dir=str(out),
         progress=False,
     )
     values.update(overrides)
+    return values
+
+
+def tiny_config(emt_files, out, **overrides):
+    from ictp_model.training.config import TrainConfig
+
+    values = tiny_values(
+        emt_files / "train.xyz", **{"test_file": str(emt_files / "test.xyz"), "output_dir": str(out), **overrides}
+    )
     return TrainConfig(**values)

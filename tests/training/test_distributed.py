@@ -19,6 +19,8 @@ from ictp_model.model.io import load_model
 from ictp_model.training import distributed
 from ictp_model.training.distributed import Ranks, first_host, launch_environment, part
 
+from .conftest import tiny_values
+
 
 def test_first_host_of_slurm_node_lists():
     assert first_host("gpu[003-005,9],cpu1") == "gpu003"
@@ -85,21 +87,7 @@ def data(tmp_path_factory):
     # 31 + 6 structures: with batches of 5 the last training batch has one structure, so one of
     # the two ranks has nothing to do in that step
     write(folder / "train.xyz", isolated_atoms() + emt_dataset(37, seed=3), format="extxyz")
-    config = dict(
-        train_file=str(folder / "train.xyz"),
-        valid_size=6,
-        energy_key="REF_energy",
-        forces_key="REF_forces",
-        stress_key="REF_stress",
-        E0s="average",
-        model={"preset": "small", "channels": 4, "radial_mlp": [8], "cutoff": 3.5},
-        batch_size=5,
-        valid_batch_size=4,
-        max_epochs=3,
-        loss={"energy": 1.0, "forces": 1.0, "stress": 1.0},
-        progress=False,
-        dtype="float64",
-    )
+    config = tiny_values(folder / "train.xyz", batch_size=5, valid_batch_size=4, max_epochs=3, dtype="float64")
     (folder / "config.yaml").write_text(yaml.safe_dump(config))
     return folder
 

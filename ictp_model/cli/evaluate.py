@@ -2,8 +2,6 @@
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -12,6 +10,8 @@ from ase.io import write
 from ictp_model.data.dataset import InMemoryDataset
 from ictp_model.data.io import Keys, read_samples
 from ictp_model.data.statistics import check_elements
+from ictp_model.device import check_device
+from ictp_model.files import atomic_text, atomic_write
 from ictp_model.model.io import load_model
 from ictp_model.training.config import TrainConfig
 from ictp_model.training.loop import evaluate
@@ -19,14 +19,14 @@ from ictp_model.training.metrics import format_table
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    model = load_model(args.model, args.device)
+    model = load_model(args.model, check_device(args.device))
     config = model.config
     keys = Keys(args.energy_key, args.forces_key, args.stress_key, args.virials_key)
     # read and check every file before writing anything
     files = {path: read_samples(path, keys) for path in args.data}
     for samples in files.values():
         check_elements(samples, config.elements)
-    settings = TrainConfig(train_file="-", valid_batch_size=args.batch_size, dtype=config.dtype, progress=False)
+    settings = TrainConfig(train_file="-", valid_batch_size=args.batch_size, progress=False)
     dtype = getattr(torch, config.dtype)
     results, written = {}, []
     for path, samples in files.items():
@@ -52,17 +52,7 @@ def run_eval(args: argparse.Namespace) -> int:
             written.append(atoms)
     print(format_table(results, f"{args.model}: errors (energies in meV, forces in meV/A, stress in meV/A^3)"))
     if args.json:
-        _atomic_text(args.json, json.dumps(results, indent=1))
+        atomic_text(args.json, json.dumps(results, indent=1))
     if args.write_predictions:
-        fd, tmp = tempfile.mkstemp(suffix=".xyz", dir=os.path.dirname(os.path.abspath(args.write_predictions)))
-        os.close(fd)
-        write(tmp, written, format="extxyz")
-        os.replace(tmp, args.write_predictions)
+        atomic_write(args.write_predictions, lambda tmp: write(tmp, written, format="extxyz"))
     return 0
-
-
-def _atomic_text(path: str, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)))
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)

@@ -16,20 +16,25 @@ from ictp_model.training.config import ConfigError
 
 
 def _train(args: argparse.Namespace, extra: list[str]) -> int:
+    from ictp_model.device import check_device
     from ictp_model.training.config import load_train_config, parse_overrides
+    from ictp_model.training.provenance import Existing
     from ictp_model.training.run import run_training
 
     # CONFIG.yaml is optional; argparse would mistake an override's value for it, so read it here
     path = extra.pop(0) if extra and not extra[0].startswith("--") else None
     config = load_train_config(path, parse_overrides(extra))
+    if args.restart and args.resume:
+        raise ConfigError("--restart and --resume contradict each other; give one")
+    existing = Existing.RESTART if args.restart else (Existing.RESUME if args.resume else Existing.CHECK)
     if not args.distributed:
-        run_training(config)
+        run_training(config, existing=existing)
         return 0
     from ictp_model.training import distributed
 
-    ranks, config.device = distributed.init(config.device)
+    ranks, config.device = distributed.init(check_device(config.device))
     try:
-        run_training(config, ranks=ranks)
+        run_training(config, ranks=ranks, existing=existing)
     finally:
         distributed.shutdown()
     return 0
@@ -48,7 +53,7 @@ def _preprocess(args: argparse.Namespace, extra: list[str]) -> int:
     config = load_train_config(path, parse_overrides(extra))
     if config.valid_size is not None and not config.valid_file:
         raise ConfigError("valid_size: preprocess streams the data once; give valid_fraction or valid_file")
-    cutoff = resolve_config({**config.model_dict, "elements": ["H"], "dtype": config.dtype}).cutoff
+    cutoff = resolve_config({**config.model_dict, "elements": ["H"]}).cutoff
     preprocess(
         {"train": config.train_file, "valid": config.valid_file, "test": config.test_file},
         Keys(config.energy_key, config.forces_key, config.stress_key, config.virials_key, config.weight_key),
@@ -79,9 +84,11 @@ def _md(args: argparse.Namespace, extra: list[str]) -> int:
 
     from ictp_model.calculators.ase import ICTPCalculator
     from ictp_model.calculators.md import MDSettings, UnphysicalError, run_md
+    from ictp_model.device import check_device
 
     if extra:
         raise ConfigError(f"unknown arguments {extra}")
+    check_device(args.device)
     try:
         atoms = read(args.structure, index=args.index)
     except Exception as exc:
@@ -125,19 +132,62 @@ def _demo(args: argparse.Namespace, extra: list[str]) -> int:
     return run_demo(args)
 
 
+def config_help() -> str:
+    """The training config's keys with their defaults, the loss and model keys, and the presets."""
+    import dataclasses
+
+    from ictp_model.model.config import PRESETS, ModelConfig
+    from ictp_model.training.config import LOSS_DEFAULTS, TrainConfig
+
+    def default(f: dataclasses.Field) -> str:
+        if f.default is not dataclasses.MISSING:
+            return repr(f.default)
+        if f.default_factory is not dataclasses.MISSING:
+            return repr(f.default_factory())
+        return "(required)"
+
+    lines = ["config keys (YAML or --key value) and their defaults:"]
+    lines += [f"  {f.name:20s} {default(f)}" for f in dataclasses.fields(TrainConfig)]
+    lines += ["loss keys (--loss.KEY):"] + [f"  {k:20s} {v!r}" for k, v in LOSS_DEFAULTS.items()]
+    statistics = ("elements", "atomic_energies", "shift", "avg_num_neighbors", "scale")
+    model_fields = [f for f in dataclasses.fields(ModelConfig) if f.name not in statistics]
+    lines += ["model keys (--model.KEY; elements, E0s, n̄ and the energy scale come from the data):"]
+    lines += [f"  {f.name:20s} {default(f)}" for f in model_fields]
+    lines += ["model presets (model: NAME, or model: {preset: NAME, ...}):"]
+    lines += [
+        f"  {name:20s} {', '.join(f'{k}={v}' for k, v in values.items() if k != 'atomic_energies')}"
+        for name, values in PRESETS.items()
+    ]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictp", description="Irreducible Cartesian tensor potentials")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser(
         "train",
-        usage="ictp train [CONFIG.yaml] [--key value ...]",
+        usage="ictp train [CONFIG.yaml] [--key value ...] [--restart | --resume] [--distributed]",
         help="train a model from a YAML config; '--key value' pairs override it (dotted keys reach into model/loss)",
+        description="Train a model from a YAML config; '--key value' pairs override its keys (dotted keys such as "
+        "--model.channels 32 or --loss.forces 100 reach into the model and loss sections).",
+        epilog=config_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument(
         "--distributed",
         action="store_true",
         help="data-parallel over the processes started by torchrun or srun (gloo on CPU, NCCL on GPU)",
+    )
+    train.add_argument(
+        "--restart",
+        action="store_true",
+        help="output_dir holds another run: start over and replace its files",
+    )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output_dir even though its config or data differ (the same run resumes by itself)",
     )
     train.set_defaults(func=_train)
 
@@ -154,10 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a model on labelled structures")
     ev.add_argument("--model", required=True, help="model file written by ictp train / save_model")
     ev.add_argument("--data", required=True, nargs="+", help="labelled structure files (extxyz, ASE db, .npz)")
-    ev.add_argument("--energy-key", default="energy")
-    ev.add_argument("--forces-key", default="forces")
-    ev.add_argument("--stress-key", default="stress")
-    ev.add_argument("--virials-key", default="virials")
+    auto = "default: REF_{0} if the file has it, else {0}"
+    ev.add_argument("--energy-key", default=None, help=auto.format("energy"))
+    ev.add_argument("--forces-key", default=None, help=auto.format("forces"))
+    ev.add_argument("--stress-key", default=None, help=auto.format("stress"))
+    ev.add_argument("--virials-key", default=None, help=auto.format("virials"))
     ev.add_argument("--batch-size", type=int, default=10)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", help="write the metrics (meV units) to this JSON file")

@@ -26,7 +26,7 @@ import torch
 from ase import Atoms
 from torch import Tensor
 
-from .neighbours import neighbour_list
+from .neighbours import check_edge_lengths, neighbour_list
 
 
 class AtomicGraph(NamedTuple):
@@ -81,7 +81,8 @@ def graph_from_atoms(
     that a batch of training structures always carries every label field.
 
     Raises:
-        ValueError: NaN/inf positions or cell, or a periodic cell of zero volume.
+        ValueError: NaN/inf positions or cell, a periodic cell of zero volume, or atoms closer
+            than MIN_DISTANCE (naming them).
     """
     return graph_from_arrays(
         atoms.get_atomic_numbers(), atoms.get_positions(), atoms.get_cell()[:], atoms.get_pbc(),
@@ -112,6 +113,7 @@ def graph_from_arrays(
     if not np.isfinite(cell).all():
         raise ValueError("cell contains NaN or inf")
     i, j, shifts = edges if edges is not None else neighbour_list(positions, cell, pbc, cutoff)
+    check_edge_lengths(positions, cell, (i, j, shifts))
 
     def optional(value, shape):
         return (

@@ -15,6 +15,8 @@ from ase import Atoms
 from ase.io import iread
 from ase.units import kcal, mol
 
+from .neighbours import check_min_distance
+
 KCAL_PER_MOL = kcal / mol  # eV
 ISOLATED_ATOM_TYPES = {"isolatedatom", "isolated_atom"}
 
@@ -25,13 +27,16 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Keys:
-    """Where labels live. ASE >= 3.23 moves plain `energy`/`forces`/`stress` into a calculator;
-    those names are looked up there too."""
+    """Where labels live. A key left as None is found automatically: `REF_<name>` when the frame
+    has it (MACE's convention, and in active-learning files the plain names often hold a previous
+    model's predictions), otherwise the plain name. Within one file every frame must take a label
+    from the same key, or the choice is refused as ambiguous. ASE >= 3.23 moves plain
+    `energy`/`forces`/`stress` into a calculator; those names are looked up there too."""
 
-    energy: str = "energy"
-    forces: str = "forces"
-    stress: str = "stress"
-    virials: str = "virials"
+    energy: Optional[str] = None
+    forces: Optional[str] = None
+    stress: Optional[str] = None
+    virials: Optional[str] = None
     weight: str = "config_weight"
 
 
@@ -48,6 +53,7 @@ class Sample:
     source: str = ""
     frame: int = 0
     extra: dict = field(default_factory=dict)
+    label_keys: dict = field(default_factory=dict)  # quantity -> the key its label was read from
 
     @property
     def is_isolated_atom(self) -> bool:
@@ -83,48 +89,99 @@ def _stress_3x3(value, path, frame: int, key: str) -> np.ndarray:
     return _finite(value, path, frame, key)
 
 
+def _find(atoms: Atoms, name: str, key: Optional[str], per_atom: bool) -> tuple[Optional[str], object]:
+    """(key, value) of a label: the given key, or REF_<name> and then <name>; (None, None) if absent."""
+    store = atoms.arrays if per_atom else atoms.info
+    for candidate in [key] if key else [f"REF_{name}", name]:
+        if candidate in store:
+            return candidate, store[candidate]
+        if candidate == name and name != "virials":
+            value = _calc_value(atoms, name)
+            if value is not None:
+                return candidate, value
+    return None, None
+
+
 def labels_from_atoms(atoms: Atoms, keys: Keys, path, frame: int, require_forces: bool = True) -> Sample:
     """The labels of one frame, validated."""
     positions = atoms.get_positions()
     if not np.all(np.isfinite(positions)):
         raise DataError(f"{_where(path, frame, 'positions')}: contains NaN or inf")
-    info, arrays = atoms.info, atoms.arrays
+    check_distances(atoms, path, frame)
+    info = atoms.info
     config_type = str(info.get("config_type", "Default"))
-    energy = info.get(keys.energy, _calc_value(atoms, "energy") if keys.energy == "energy" else None)
+    used: dict[str, str] = {}
+    energy_key, energy = _find(atoms, "energy", keys.energy, per_atom=False)
     if energy is None:
-        raise DataError(f"{_where(path, frame, keys.energy)}: missing energy (set energy_key)")
+        wanted = keys.energy or "REF_energy' or 'energy"
+        raise DataError(f"{_where(path, frame, wanted)}: missing energy (set energy_key)")
+    used["energy"] = energy_key
     try:
         energy = float(energy)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{_where(path, frame, keys.energy)}: not a number ({energy!r})") from exc
-    _finite(np.asarray(energy), path, frame, keys.energy)
+        raise DataError(f"{_where(path, frame, energy_key)}: not a number ({energy!r})") from exc
+    _finite(np.asarray(energy), path, frame, energy_key)
 
-    forces = arrays.get(keys.forces)
-    if forces is None and keys.forces == "forces":
-        forces = _calc_value(atoms, "forces")
+    forces_key, forces = _find(atoms, "forces", keys.forces, per_atom=True)
     isolated = len(atoms) == 1 and config_type.lower() in ISOLATED_ATOM_TYPES
     if forces is None:
         if require_forces and not isolated:
-            raise DataError(f"{_where(path, frame, keys.forces)}: missing forces (set forces_key)")
+            wanted = keys.forces or "REF_forces' or 'forces"
+            raise DataError(f"{_where(path, frame, wanted)}: missing forces (set forces_key)")
     else:
+        used["forces"] = forces_key
         forces = np.asarray(forces, dtype=np.float64)
         if forces.shape != (len(atoms), 3):
-            raise DataError(f"{_where(path, frame, keys.forces)}: shape {forces.shape}, expected ({len(atoms)}, 3)")
-        _finite(forces, path, frame, keys.forces)
+            raise DataError(f"{_where(path, frame, forces_key)}: shape {forces.shape}, expected ({len(atoms)}, 3)")
+        _finite(forces, path, frame, forces_key)
 
-    stress = info.get(keys.stress)
-    if stress is None and keys.stress == "stress":
-        stress = _calc_value(atoms, "stress")
+    stress_key, stress = _find(atoms, "stress", keys.stress, per_atom=False)
+    virials_key, virials = _find(atoms, "virials", keys.virials, per_atom=False)
     if stress is not None:
-        stress = _stress_3x3(stress, path, frame, keys.stress)
-    elif keys.virials in info:
-        virials = _stress_3x3(info[keys.virials], path, frame, keys.virials)
+        used["stress"] = stress_key
+        stress = _stress_3x3(stress, path, frame, stress_key)
+    elif virials is not None:
+        used["stress"] = virials_key
+        virials = _stress_3x3(virials, path, frame, virials_key)
         volume = abs(atoms.get_volume()) if atoms.pbc.any() else 0.0
         if volume <= 1e-12:
-            raise DataError(f"{_where(path, frame, keys.virials)}: virials need a periodic cell with a volume")
+            raise DataError(f"{_where(path, frame, virials_key)}: virials need a periodic cell with a volume")
         stress = -virials / volume
     weight = float(info.get(keys.weight, 1.0))
-    return Sample(atoms, energy, forces, stress, weight, config_type, str(path), frame)
+    return Sample(atoms, energy, forces, stress, weight, config_type, str(path), frame, label_keys=used)
+
+
+def check_distances(atoms: Atoms, path, frame: int) -> None:
+    """Refuse a frame with two atoms closer than MIN_DISTANCE (a duplicated atom, a broken
+    conversion): no potential is defined there, and the model's gradients would be NaN."""
+    try:
+        check_min_distance(atoms.get_positions(), atoms.get_cell()[:], atoms.get_pbc())
+    except ValueError as exc:
+        raise DataError(f"{_where(path, frame, 'positions')}: {exc}") from exc
+
+
+def check_label_keys(samples: Iterator[Sample], path) -> Iterator[Sample]:
+    """Pass samples through, refusing a file whose frames take one quantity from different keys
+    (e.g. REF_energy in some frames and energy in others: which one is meant cannot be known)."""
+    first: dict[str, tuple[str, int]] = {}
+    for sample in samples:
+        for quantity, key in sample.label_keys.items():
+            seen = first.setdefault(quantity, (key, sample.frame))
+            if seen[0] != key:
+                raise DataError(
+                    f"{_where(path, sample.frame, key)}: {quantity} read from '{key}' here but from '{seen[0]}' "
+                    f"in frame {seen[1]}; set {quantity if quantity != 'stress' else 'stress'}_key to say which"
+                )
+        yield sample
+
+
+def label_summary(samples: list[Sample]) -> str:
+    """'energy <- REF_energy, forces <- REF_forces, stress: none' for a list of samples."""
+    parts = []
+    for quantity in ("energy", "forces", "stress"):
+        keys = sorted({s.label_keys[quantity] for s in samples if quantity in s.label_keys})
+        parts.append(f"{quantity} <- {', '.join(keys)}" if keys else f"{quantity}: none")
+    return ", ".join(parts)
 
 
 def _read_npz(path: Path) -> list[Sample]:
@@ -149,11 +206,20 @@ def _read_npz(path: Path) -> list[Sample]:
     samples = []
     for frame in range(len(r)):
         _finite(r[frame], path, frame, keys[1])
+        atoms = Atoms(numbers=z, positions=r[frame])
+        check_distances(atoms, path, frame)
         _finite(e[frame : frame + 1], path, frame, keys[2])
         _finite(f[frame], path, frame, keys[3])
-        atoms = Atoms(numbers=z, positions=r[frame])
+        labels = {"energy": keys[2], "forces": keys[3]}
         samples.append(
-            Sample(atoms, float(e[frame]) * KCAL_PER_MOL, f[frame] * KCAL_PER_MOL, source=str(path), frame=frame)
+            Sample(
+                atoms,
+                float(e[frame]) * KCAL_PER_MOL,
+                f[frame] * KCAL_PER_MOL,
+                source=str(path),
+                frame=frame,
+                label_keys=labels,
+            )
         )
     return samples
 
@@ -171,6 +237,10 @@ def iter_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bo
     if path.suffix == ".npz":
         yield from _read_npz(path)
         return
+    yield from check_label_keys(_iter_ase(path, keys, index, require_forces), path)
+
+
+def _iter_ase(path: Path, keys: Keys, index: str, require_forces: bool) -> Iterator[Sample]:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: frame -: key '-': the file is empty")
     frames = iread(path, index=index)

@@ -21,13 +21,14 @@ Writes are atomic (a temporary file renamed into place).
 """
 
 import bisect
-import os
 from pathlib import Path
 from typing import Optional
 
 import h5py
 import numpy as np
 import torch
+
+from ictp_model.files import atomic_write
 
 from .dataset import StructureInfo
 from .graph import AtomicGraph, graph_from_arrays
@@ -61,14 +62,16 @@ def write_shard(path: Path, samples: list[Sample], neighbour_cutoff: Optional[fl
         columns["edge_ptr"] = np.concatenate([[0], np.cumsum([len(i) for i, _, _ in pairs])]).astype(np.int64)
         columns["edges"] = np.concatenate([np.stack([i, j], 1) for i, j, _ in pairs]).astype(np.int32).reshape(-1, 2)
         columns["shifts"] = np.concatenate([S for _, _, S in pairs]).astype(np.int8).reshape(-1, 3)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with h5py.File(tmp, "w") as handle:
-        handle.attrs.update(format=FORMAT, version=VERSION, config_types=config_types)
-        if neighbour_cutoff is not None:
-            handle.attrs["cutoff"] = float(neighbour_cutoff)
-        for name, values in columns.items():
-            handle.create_dataset(name, data=values)
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as handle:
+            handle.attrs.update(format=FORMAT, version=VERSION, config_types=config_types)
+            if neighbour_cutoff is not None:
+                handle.attrs["cutoff"] = float(neighbour_cutoff)
+            for name, values in columns.items():
+                handle.create_dataset(name, data=values)
+
+    atomic_write(path, write)
 
 
 def shard_paths(location) -> list[Path]:

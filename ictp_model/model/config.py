@@ -6,6 +6,8 @@ from typing import Any, Union
 
 from ase.data import atomic_numbers
 
+from ictp_model.typed import typed_values
+
 VARIANTS = ("full", "sym", "sym+lt")
 STORAGES = ("compact", "dense")
 DTYPES = ("float32", "float64")
@@ -66,31 +68,10 @@ class ModelConfig:
     shift: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        problems = []
-        if not self.elements:
-            problems.append("elements: give at least one chemical symbol")
-        unknown = [e for e in self.elements if e not in atomic_numbers]
-        if unknown:
-            problems.append(f"elements: unknown chemical symbols {unknown}")
-        if len(set(self.elements)) != len(self.elements):
-            problems.append("elements: symbols must be unique")
-        for key in ("atomic_energies", "shift"):
-            extra = sorted(set(getattr(self, key)) - set(self.elements))
-            if extra:
-                problems.append(f"{key}: elements {extra} are not in elements {self.elements}")
-        if self.variant not in VARIANTS:
-            problems.append(f"variant: {self.variant!r} is not one of {VARIANTS}")
-        if self.storage not in STORAGES:
-            problems.append(f"storage: {self.storage!r} is not one of {STORAGES}")
-        if self.dtype not in DTYPES:
-            problems.append(f"dtype: {self.dtype!r} is not one of {DTYPES}")
-        for key, low in (("channels", 1), ("max_rank", 0), ("edge_rank", 0), ("correlation", 1), ("layers", 1)):
-            if int(getattr(self, key)) < low:
-                problems.append(f"{key}: must be >= {low}, got {getattr(self, key)}")
-        if self.cutoff <= 0:
-            problems.append(f"cutoff: must be > 0, got {self.cutoff}")
-        if self.avg_num_neighbors <= 0:
-            problems.append(f"avg_num_neighbors: must be > 0, got {self.avg_num_neighbors}")
+        values, problems = typed_values(dataclasses.asdict(self), ModelConfig, "")
+        for key, value in values.items():
+            setattr(self, key, value)
+        problems += model_problems(values) if not problems else []
         if problems:
             raise ValueError("invalid model config:\n  " + "\n  ".join(problems))
 
@@ -150,6 +131,60 @@ PRESETS: dict[str, dict[str, Any]] = {
     # small and fast, for tests, the demo and quick experiments
     "small": dict(cutoff=4.0, channels=16, max_rank=1, edge_rank=2, correlation=2, layers=2, radial_mlp=[32, 32]),
 }
+
+
+POSITIVE_INTEGERS = ("channels", "correlation", "layers", "num_bessel", "envelope_p", "readout_hidden")
+
+
+def model_problems(values: dict[str, Any]) -> list[str]:
+    """Range problems of (typed) model values; only the keys present are checked, so that a model
+    section can be checked before the data says which elements it has."""
+    problems = []
+    get = values.get
+    if "elements" in values:
+        elements = get("elements")
+        if not elements:
+            problems.append("elements: give at least one chemical symbol")
+        unknown = [e for e in elements if e not in atomic_numbers]
+        if unknown:
+            problems.append(f"elements: unknown chemical symbols {unknown}")
+        if len(set(elements)) != len(elements):
+            problems.append("elements: symbols must be unique")
+        for key in ("atomic_energies", "shift"):
+            extra = sorted(set(get(key) or {}) - set(elements))
+            if extra:
+                problems.append(f"{key}: elements {extra} are not in elements {elements}")
+    for key, allowed in (("variant", VARIANTS), ("storage", STORAGES), ("dtype", DTYPES)):
+        if key in values and get(key) not in allowed:
+            problems.append(f"{key}: {get(key)!r} is not one of {allowed}")
+    for key in POSITIVE_INTEGERS:
+        if key in values and get(key) < 1:
+            problems.append(f"{key}: must be >= 1, got {get(key)}")
+    for key in ("max_rank", "edge_rank"):
+        if key in values and get(key) < 0:
+            problems.append(f"{key}: must be >= 0, got {get(key)}")
+    for key in ("cutoff", "avg_num_neighbors", "scale"):
+        if key in values and not get(key) > 0:
+            problems.append(f"{key}: must be > 0, got {get(key)}")
+    if "radial_mlp" in values and (not get("radial_mlp") or min(get("radial_mlp")) < 1):
+        problems.append(f"radial_mlp: give one or more hidden sizes >= 1, got {get('radial_mlp')}")
+    return problems
+
+
+def check_model_values(values: dict[str, Any], what: str = "model.") -> list[str]:
+    """Every problem of a model section (keys, types, ranges), with a preset applied first;
+    elements may be missing (the data gives them)."""
+    values = dict(values)
+    preset = values.pop("preset", None)
+    if preset is not None and preset not in PRESETS:
+        return [f"{what}preset: {preset!r} is not one of {sorted(PRESETS)}"]
+    merged = {**(PRESETS[preset] if preset is not None else {}), **values}
+    allowed = {f.name for f in dataclasses.fields(ModelConfig)} | {"preset"}
+    unknown = sorted(set(merged) - allowed)
+    if unknown:
+        return [f"unknown {what.rstrip('.')} keys {unknown}; allowed keys: {sorted(allowed)}"]
+    typed, problems = typed_values(merged, ModelConfig, what)
+    return problems or [f"{what}{p}" for p in model_problems(typed)]
 
 
 def resolve_config(config: Union[ModelConfig, dict[str, Any]], **overrides: Any) -> ModelConfig:

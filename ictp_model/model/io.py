@@ -4,12 +4,13 @@ The file is a plain dict of tensors and builtins, so it loads with torch.load(we
 writes go to a temporary file in the same folder and are renamed into place (atomic).
 """
 
-import os
-import tempfile
+import zipfile
 from pathlib import Path
 from typing import Any, Union
 
 import torch
+
+from ictp_model.files import atomic_torch_save
 
 from .build import build_model
 from .config import ModelConfig
@@ -17,23 +18,6 @@ from .network import ICTPNetwork
 
 FORMAT = "ictp-model"
 FORMAT_VERSION = 1
-
-
-def atomic_torch_save(obj: Any, path: Union[str, Path]) -> None:
-    """torch.save to a temporary file beside ``path``, then rename over it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def model_payload(model: ICTPNetwork) -> dict[str, Any]:
@@ -53,6 +37,21 @@ def save_model(model: ICTPNetwork, path: Union[str, Path]) -> None:
     atomic_torch_save(model_payload(model), path)
 
 
+def _refuse_exports(path: Path) -> None:
+    """A LAMMPS export (TorchScript archive or AOTInductor package) is not a model file: say so."""
+    if not zipfile.is_zipfile(path):
+        return
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names) or any(
+        n.endswith(".wrapper.so") for n in names
+    ):
+        raise ValueError(
+            f"{path}: this is a LAMMPS export written by 'ictp export' (for pair_style ictp), not a model file; "
+            "give the model.pt it was exported from (written by ictp train or save_model)"
+        )
+
+
 def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu") -> ICTPNetwork:
     """Read a model written by :func:`save_model` (or the ``model`` entry of a training checkpoint).
 
@@ -63,6 +62,7 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file")
+    _refuse_exports(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt, truncated or pickled-object files

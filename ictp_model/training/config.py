@@ -2,15 +2,22 @@
 before any work (unknown keys are errors naming the key and what is allowed)."""
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-import yaml
+from yaml import YAMLError
 
-from ictp_model.model.config import PRESETS, check_keys
+from ictp_model.model.config import DTYPES, PRESETS, ModelConfig, check_keys, check_model_values
+from ictp_model.typed import load_yaml, typed_values
 
 LOSS_KEYS = {"energy", "forces", "stress", "type", "energy_mode", "reduction", "huber_delta"}
+LOSS_CHOICES = {
+    "type": ("mse", "huber"),
+    "energy_mode": ("per_atom", "sqrt_atoms", "total"),
+    "reduction": ("sum", "mean"),
+}
 LOSS_DEFAULTS = {
     "energy": 1.0,
     "forces": 10.0,
@@ -32,9 +39,13 @@ class TrainConfig:
 
     Data: train_file (required; a file, or a folder written by `ictp preprocess`, which is then
     streamed with its own valid/test shards and statistics), valid_file, test_file, valid_fraction or valid_size (used when no
-    valid_file is given), train_size (subsample the training set), the label keys, and E0s:
+    valid_file is given), train_size (subsample the training set), the label keys (null: REF_*
+    when a file has them, else the plain names; see ictp_model.data.io), and E0s:
     "isolated" (config_type=IsolatedAtom frames of the training file), "average" (least squares),
     a dict {symbol: eV}, a path to a file of isolated atoms, or null (zeros).
+
+    Precision: the model's own `dtype` (model.dtype, or its preset's); the top-level `dtype` is
+    the same setting written outside the model section and may not contradict model.dtype.
     """
 
     train_file: str
@@ -43,10 +54,10 @@ class TrainConfig:
     valid_fraction: float = 0.1
     valid_size: Optional[int] = None
     train_size: Optional[int] = None
-    energy_key: str = "energy"
-    forces_key: str = "forces"
-    stress_key: str = "stress"
-    virials_key: str = "virials"
+    energy_key: Optional[str] = None
+    forces_key: Optional[str] = None
+    stress_key: Optional[str] = None
+    virials_key: Optional[str] = None
     weight_key: str = "config_weight"
     E0s: Union[str, dict, None] = "average"
     model: Union[str, dict] = field(default_factory=lambda: {"preset": "small"})
@@ -63,47 +74,105 @@ class TrainConfig:
     clip_grad: Optional[float] = 10.0
     loss: dict = field(default_factory=dict)
     seed: int = 0
-    dtype: str = "float64"
+    dtype: Optional[str] = None
     device: str = "cpu"
     output_dir: str = "runs/ictp"
-    resume: bool = True
     progress: bool = True
     max_time: Optional[float] = None
 
     def __post_init__(self) -> None:
-        problems = []
-        unknown = sorted(set(self.loss) - LOSS_KEYS)
-        if unknown:
-            problems.append(f"loss: unknown keys {unknown}; allowed: {sorted(LOSS_KEYS)}")
-        self.loss = {**LOSS_DEFAULTS, **self.loss}
-        if self.loss["type"] not in ("mse", "huber"):
-            problems.append(f"loss.type: {self.loss['type']!r} is not 'mse' or 'huber'")
-        if self.loss["energy_mode"] not in ("per_atom", "sqrt_atoms", "total"):
-            problems.append(f"loss.energy_mode: {self.loss['energy_mode']!r} is not per_atom, sqrt_atoms or total")
-        if self.loss["reduction"] not in ("sum", "mean"):
-            problems.append(f"loss.reduction: {self.loss['reduction']!r} is not 'sum' or 'mean'")
-        if self.dtype not in ("float32", "float64"):
-            problems.append(f"dtype: {self.dtype!r} is not float32 or float64")
-        if isinstance(self.model, str) and self.model not in PRESETS:
-            problems.append(f"model: preset {self.model!r} is not one of {sorted(PRESETS)}")
-        elif not isinstance(self.model, (str, dict)):
-            problems.append("model: give a preset name or a mapping of model keys")
-        if isinstance(self.E0s, str) and self.E0s not in ("isolated", "average") and not Path(self.E0s).is_file():
-            problems.append(f"E0s: {self.E0s!r} is not 'isolated', 'average', a dict or an existing file")
-        if not 0.0 <= self.valid_fraction < 1.0:
-            problems.append(f"valid_fraction: must be in [0, 1), got {self.valid_fraction}")
-        for key in ("batch_size", "valid_batch_size", "max_epochs"):
-            if int(getattr(self, key)) < 1:
-                problems.append(f"{key}: must be >= 1, got {getattr(self, key)}")
+        values, problems = typed_values(dataclasses.asdict(self), TrainConfig, "")
+        for key, value in values.items():
+            setattr(self, key, value)
+        if not problems:
+            problems = self._loss_problems() + self._range_problems()
+            problems += [] if problems else check_model_values(self.model_dict)
         if problems:
             raise ConfigError("invalid training config:\n  " + "\n  ".join(problems))
 
+    def _loss_problems(self) -> list[str]:
+        unknown = sorted(set(self.loss) - LOSS_KEYS)
+        if unknown:
+            return [f"loss: unknown keys {unknown}; allowed: {sorted(LOSS_KEYS)}"]
+        loss, problems = {**LOSS_DEFAULTS, **self.loss}, []
+        for key in ("energy", "forces", "stress", "huber_delta"):
+            value = loss[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                problems.append(f"loss.{key}: expected a number, got {value!r}")
+            elif not (value >= 0 if key != "huber_delta" else value > 0):
+                problems.append(f"loss.{key}: must be {'>= 0' if key != 'huber_delta' else '> 0'}, got {value}")
+            else:
+                loss[key] = float(value)
+        for key, allowed in LOSS_CHOICES.items():
+            if loss[key] not in allowed:
+                problems.append(f"loss.{key}: {loss[key]!r} is not one of {allowed}")
+        if not problems and loss["energy"] + loss["forces"] + loss["stress"] <= 0:
+            problems.append("loss: at least one of energy, forces, stress needs a weight > 0")
+        self.loss = loss
+        return problems
+
+    def _range_problems(self) -> list[str]:
+        problems = []
+        for key, ok, rule in RANGES:
+            value = getattr(self, key)
+            if value is not None and not ok(value):
+                problems.append(f"{key}: must be {rule}, got {value}")
+        if self.dtype is not None and self.dtype not in DTYPES:
+            problems.append(f"dtype: {self.dtype!r} is not one of {DTYPES}")
+        if isinstance(self.model, str) and self.model not in PRESETS:
+            problems.append(f"model: preset {self.model!r} is not one of {sorted(PRESETS)}")
+        explicit = self.model.get("dtype") if isinstance(self.model, dict) else None
+        if self.dtype is not None and explicit is not None and explicit != self.dtype:
+            problems.append(f"dtype: {self.dtype!r} contradicts model.dtype {explicit!r}; give one of them")
+        if isinstance(self.E0s, str) and self.E0s not in ("isolated", "average") and not Path(self.E0s).is_file():
+            problems.append(f"E0s: {self.E0s!r} is not 'isolated', 'average', a dict or an existing file")
+        return problems
+
     @property
     def model_dict(self) -> dict:
-        return {"preset": self.model} if isinstance(self.model, str) else dict(self.model)
+        """The model section with the top-level dtype folded in (an explicit model key, so it
+        takes precedence over a preset's dtype like any other explicit key)."""
+        values = {"preset": self.model} if isinstance(self.model, str) else dict(self.model)
+        if self.dtype is not None:
+            values["dtype"] = self.dtype
+        return values
+
+    @property
+    def model_dtype(self) -> tuple[str, str]:
+        """(dtype, where it comes from) of the model this config builds."""
+        values = self.model_dict
+        if "dtype" in values:
+            return values["dtype"], "dtype" if self.dtype is not None else "model.dtype"
+        preset = values.get("preset")
+        if preset is not None and "dtype" in PRESETS[preset]:
+            return PRESETS[preset]["dtype"], f"preset {preset}"
+        return ModelConfig.__dataclass_fields__["dtype"].default, "default"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _positive(x) -> bool:
+    return x > 0
+
+
+RANGES: list[tuple[str, Callable[[Any], bool], str]] = [
+    ("valid_fraction", lambda x: 0.0 <= x < 1.0, "in [0, 1)"),
+    ("valid_size", lambda x: x >= 1, ">= 1"),
+    ("train_size", lambda x: x >= 1, ">= 1"),
+    ("batch_size", lambda x: x >= 1, ">= 1"),
+    ("valid_batch_size", lambda x: x >= 1, ">= 1"),
+    ("max_epochs", lambda x: x >= 1, ">= 1"),
+    ("lr", _positive, "> 0"),
+    ("weight_decay", lambda x: x >= 0, ">= 0"),
+    ("scheduler_patience", lambda x: x >= 0, ">= 0"),
+    ("lr_factor", lambda x: 0.0 < x < 1.0, "in (0, 1)"),
+    ("ema_decay", lambda x: 0.0 <= x < 1.0, "in [0, 1)"),
+    ("patience", lambda x: x >= 1, ">= 1"),
+    ("clip_grad", _positive, "> 0"),
+    ("max_time", _positive, "> 0"),
+    ("seed", lambda x: x >= 0, ">= 0"),
+]
 
 
 def parse_overrides(pairs: list[str]) -> dict:
@@ -119,7 +188,7 @@ def parse_overrides(pairs: list[str]) -> dict:
         target = out
         for key in keys[:-1]:
             target = target.setdefault(key, {})
-        target[keys[-1]] = yaml.safe_load(raw)
+        target[keys[-1]] = load_yaml(raw)
     return out
 
 
@@ -144,8 +213,8 @@ def load_train_config(path: Optional[Union[str, Path]], overrides: Optional[dict
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            values = load_yaml(Path(path).read_text()) or {}
+        except (OSError, YAMLError) as exc:
             raise ConfigError(f"{path}: cannot read the YAML config ({exc})") from exc
         if not isinstance(values, dict):
             raise ConfigError(f"{path}: the config must be a mapping of keys to values")

@@ -5,6 +5,7 @@ checkpoint sees the same batches, and therefore the same losses, as an uninterru
 """
 
 import csv
+import io
 import math
 import time
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ictp_model.data.dataset import GraphDataset
 from ictp_model.data.graph import AtomicGraph, collate
-from ictp_model.model.io import atomic_torch_save, model_payload, save_model
+from ictp_model.files import atomic_text, atomic_torch_save
+from ictp_model.model.io import model_payload, save_model
 from ictp_model.model.potential import compute_properties
 
 from .config import TrainConfig
@@ -125,8 +127,9 @@ class FitState:
     history: list = field(default_factory=list)
 
 
-def _checkpoint(model, ema, optimizer, scheduler, state: FitState, config: TrainConfig) -> dict:
+def _checkpoint(model, ema, optimizer, scheduler, state: FitState, config: TrainConfig, fingerprint) -> dict:
     return {
+        "fingerprint": fingerprint,
         "model": model_payload(model),
         "ema": None if ema is None else {k: v.detach().cpu() for k, v in ema.state_dict().items()},
         "optimizer": optimizer.state_dict(),
@@ -149,6 +152,7 @@ def fit(
     log: Callable[[str], None] = print,
     checkpoint: Optional[dict] = None,
     ranks: Ranks = SINGLE,
+    fingerprint: Optional[dict] = None,
 ) -> FitState:
     """Train with Adam(AMSGrad), ReduceLROnPlateau, EMA, gradient clipping and early stopping.
 
@@ -233,13 +237,17 @@ def fit(
             state.epochs_without_improvement += 1
         if ranks.is_main:
             atomic_torch_save(
-                _checkpoint(model, ema, optimizer, scheduler, state, config), output_dir / "checkpoint_last.pt"
+                _checkpoint(model, ema, optimizer, scheduler, state, config, fingerprint),
+                output_dir / "checkpoint_last.pt",
             )
             _write_log(output_dir / "log.csv", state.history)
         progress.set_postfix(
             valid_loss=f"{valid_loss:.4g}", E=f"{row['valid_energy_rmse']:.2f}", F=f"{row['valid_forces_rmse']:.1f}"
         )
         progress.update(1)
+        line = epoch_line(row, config.max_epochs, state.best_epoch == state.epoch)
+        # on a terminal the bar shows progress and the line goes to train.log only
+        (log if progress.disable else getattr(log, "file_only", _ignore))(line)
         # valid_loss is identical on every rank, so patience agrees; clocks do not, so the time
         # budget is a collective decision
         if config.patience is not None and state.epochs_without_improvement >= config.patience:
@@ -251,6 +259,19 @@ def fit(
             break
     progress.close()
     return state
+
+
+def _ignore(message: str) -> None:
+    pass
+
+
+def epoch_line(row: dict, max_epochs: int, best: bool) -> str:
+    """One line per epoch, for logs and for stdout when it is not a terminal (nohup, SLURM)."""
+    return (
+        f"epoch {row['epoch']}/{max_epochs}: train_loss {row['train_loss']:.5g}  valid_loss {row['valid_loss']:.5g}"
+        f"{' (best)' if best else ''}  E_rmse {row['valid_energy_rmse']:.3f} meV/atom  F_rmse {row['valid_forces_rmse']:.2f} meV/A"
+        f"  lr {row['lr']:.3g}  {row['time']:.1f} s"
+    )
 
 
 def _local_loss(
@@ -285,9 +306,8 @@ def _progress(config: TrainConfig, initial: int, ranks: Ranks):
 
 
 def _write_log(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_text(path, text.getvalue())

@@ -1,6 +1,5 @@
 """Learning curve and parity plots (matplotlib, Agg backend, written atomically)."""
 
-import os
 from pathlib import Path
 
 import matplotlib
@@ -9,12 +8,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ictp_model.files import atomic_write  # noqa: E402
+
 
 def _save(fig, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    finally:
+        plt.close(fig)
 
 
 def learning_curve(history: list[dict], path: Path) -> None:

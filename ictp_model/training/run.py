@@ -12,18 +12,22 @@ import torch
 import yaml
 
 from ictp_model.data.dataset import GraphDataset, InMemoryDataset
-from ictp_model.data.io import DataError, Keys, Sample, read_samples
+from ictp_model.data.io import DataError, Keys, Sample, label_summary, read_samples
 from ictp_model.data.preprocess import is_preprocessed, read_statistics
 from ictp_model.data.shards import ShardedDataset
 from ictp_model.data.statistics import RunningStatistics, check_elements, e0s_from_isolated_atoms, elements_in
+from ictp_model.device import check_device
+from ictp_model.files import atomic_text
 from ictp_model.model.build import build_model
-from ictp_model.model.config import ModelConfig, check_keys, resolve_config
+from ictp_model.model.config import ModelConfig, resolve_config
 from ictp_model.model.io import load_model
 
 from .config import ConfigError, TrainConfig
 from .distributed import SINGLE, Ranks, barrier, broadcast
 from .loop import evaluate, fit
 from .metrics import format_table
+from .provenance import Existing, decide_start, remove_run_files
+from .runlog import RunLog
 
 
 @dataclass
@@ -106,15 +110,18 @@ class PreparedData:
     scale: float
 
 
-def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks) -> PreparedData:
+def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks, log: Callable[[str], None]) -> PreparedData:
     """Every rank reads the files (each epoch's batches draw from all of them); the statistics
     are computed on rank 0 and shared."""
     splits = load_splits(config)
+    for name, part in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
+        if part:
+            log(f"labels ({name}): {label_summary(part)}")
     elements = model_values.get("elements") or elements_in(splits.train + splits.valid + splits.test)
     for part in (splits.train, splits.valid, splits.test):
         check_elements(part, elements)
-    cutoff = resolve_config({**model_values, "elements": elements, "dtype": config.dtype}).cutoff
-    dtype = getattr(torch, config.dtype)
+    cutoff = resolve_config({**model_values, "elements": elements}).cutoff
+    dtype = getattr(torch, config.model_dtype[0])
     train = InMemoryDataset.from_samples(splits.train, cutoff, dtype)
     statistics = None
     if ranks.is_main:
@@ -140,7 +147,7 @@ def _sharded_data(config: TrainConfig, model_values: dict) -> PreparedData:
     folder = Path(config.train_file)
     stats = read_statistics(folder)
     elements = model_values.get("elements") or stats["elements"]
-    check = resolve_config({**model_values, "elements": elements, "dtype": config.dtype})
+    check = resolve_config({**model_values, "elements": elements})
     if abs(check.cutoff - stats["cutoff"]) > 1e-12:
         raise ConfigError(
             f"model.cutoff {check.cutoff} differs from the cutoff {stats['cutoff']} that {folder} was preprocessed "
@@ -151,7 +158,7 @@ def _sharded_data(config: TrainConfig, model_values: dict) -> PreparedData:
     unknown = sorted(set(stats["elements"]) - set(elements))
     if unknown:
         raise DataError(f"{folder}: frame -: key 'numbers': elements {unknown} are not in the model's {elements}")
-    dtype = getattr(torch, config.dtype)
+    dtype = getattr(torch, config.model_dtype[0])
 
     def open_set(name: str, fallback: Optional[str]) -> Optional[GraphDataset]:
         # the folder's own valid/test shards were made from the same config keys; a file is
@@ -180,22 +187,60 @@ def open_dataset(location: str, config: TrainConfig, cutoff: float, dtype: torch
     return InMemoryDataset.from_samples(read_samples(location, keys), cutoff, dtype)
 
 
-def run_training(config: TrainConfig, log: Callable[[str], None] = print, ranks: Ranks = SINGLE) -> dict:
+def run_training(
+    config: TrainConfig,
+    log: Callable[[str], None] = print,
+    ranks: Ranks = SINGLE,
+    existing: Existing = Existing.CHECK,
+) -> dict:
     """Train a model as configured; returns the final metrics. All validation happens before the
     first file is written, so a failing run leaves an existing output folder untouched.
 
+    existing: what to do when output_dir already holds a run (see provenance.Existing): by
+    default the same run (same config and data) is resumed and a different one is refused.
+
     Distributed (ranks from `distributed.init`): statistics come from rank 0, every rank trains on
     its part of each batch, only rank 0 writes files and logs."""
-    check_keys(config.model_dict, ModelConfig, "model", extra=("preset",), error=ConfigError)
+    config.device = check_device(config.device)
     if not ranks.is_main:
         log = _silent
-    output_dir = Path(config.output_dir)
+    start = decide_start(config, existing)
     torch.manual_seed(config.seed)
+    data, model_config = prepare(config, log, ranks)
+    if start.checkpoint is not None:
+        model_config = ModelConfig.from_dict(start.checkpoint["model"]["config"])
+        if start.changes:
+            log("continuing the run in the output folder despite (--resume):\n  " + "\n  ".join(start.changes))
+    model = build_model(model_config).to(config.device)
+    dtype, source = config.model_dtype if start.checkpoint is None else (model_config.dtype, "the checkpoint")
+    log(
+        f"model: {model_config.variant}, {model_config.storage}, C={model_config.channels}, L={model_config.max_rank}, "
+        f"l_max={model_config.edge_rank}, nu={model_config.correlation}, {dtype} (from {source}), "
+        f"{sum(p.numel() for p in model.parameters())} parameters, device {config.device}"
+    )
+    output_dir = Path(config.output_dir)
+    if ranks.is_main:
+        if start.replace:
+            remove_run_files(output_dir)
+            log(f"--restart: the previous run in {output_dir} is replaced")
+        atomic_text(
+            output_dir / "config.yaml",
+            yaml.safe_dump({**config.to_dict(), "model": model_config.to_dict()}, sort_keys=False),
+        )
+        log = RunLog(log, output_dir / "train.log")
+    state = fit(model, data.train, data.valid, config, output_dir, log, start.checkpoint, ranks, start.fingerprint)
+    log(f"trained {state.epoch} epochs; best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch}")
+    barrier(ranks)  # model.pt is complete before any rank reads it
+    return report(config, data, state, log, ranks)
+
+
+def prepare(config: TrainConfig, log: Callable[[str], None], ranks: Ranks) -> tuple[PreparedData, ModelConfig]:
+    """Read the data and complete the model config with its statistics."""
     model_values = config.model_dict
     preprocessed = is_preprocessed(config.train_file)
-    data = _sharded_data(config, model_values) if preprocessed else _in_memory_data(config, model_values, ranks)
+    data = _sharded_data(config, model_values) if preprocessed else _in_memory_data(config, model_values, ranks, log)
     model_config = resolve_config(
-        {**model_values, "elements": data.elements, "dtype": config.dtype},
+        {**model_values, "elements": data.elements},
         atomic_energies=data.atomic_energies,
         avg_num_neighbors=data.avg_num_neighbors,
         scale=data.scale,
@@ -209,27 +254,12 @@ def run_training(config: TrainConfig, log: Callable[[str], None] = print, ranks:
     log(
         f"average neighbours {model_config.avg_num_neighbors:.3f}, energy scale (force RMS) {model_config.scale:.4f} eV/A"
     )
+    return data, model_config
 
-    checkpoint = None
-    last = output_dir / "checkpoint_last.pt"
-    if config.resume and last.is_file():
-        checkpoint = torch.load(last, map_location="cpu", weights_only=True)
-        model_config = ModelConfig.from_dict(checkpoint["model"]["config"])
-    model = build_model(model_config).to(config.device)
-    log(
-        f"model: {model_config.variant}, {model_config.storage}, C={model_config.channels}, L={model_config.max_rank}, "
-        f"l_max={model_config.edge_rank}, nu={model_config.correlation}, {sum(p.numel() for p in model.parameters())} parameters"
-    )
 
-    if ranks.is_main:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "config.yaml").write_text(
-            yaml.safe_dump({**config.to_dict(), "model": model_config.to_dict()}, sort_keys=False)
-        )
-    state = fit(model, data.train, data.valid, config, output_dir, log, checkpoint, ranks)
-    log(f"trained {state.epoch} epochs; best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch}")
-    barrier(ranks)  # model.pt is complete before any rank reads it
-
+def report(config: TrainConfig, data: PreparedData, state, log: Callable[[str], None], ranks: Ranks) -> dict:
+    """Errors of the best model on the validation and test sets; metrics.json and the plots."""
+    output_dir = Path(config.output_dir)
     best = load_model(output_dir / "model.pt", config.device)
     results, parity = {}, {}
     for name, dataset in (("valid", data.valid), ("test", data.test())):
@@ -243,7 +273,7 @@ def run_training(config: TrainConfig, log: Callable[[str], None] = print, ranks:
         parity[name] = predictions
     log(format_table(results, "errors of the best model (energies in meV, forces in meV/A)"))
     if ranks.is_main:
-        (output_dir / "metrics.json").write_text(json.dumps(results, indent=1))
+        atomic_text(output_dir / "metrics.json", json.dumps(results, indent=1))
         _plots(output_dir, state.history, parity, log)
     return results
 

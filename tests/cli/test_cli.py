@@ -78,9 +78,9 @@ def test_bad_training_input_fails_cleanly_and_keeps_earlier_outputs(trained, emt
     write(tmp_path / "bad.xyz", frames, format="extxyz")
     code = main([
         "train", "--train_file", str(tmp_path / "bad.xyz"), "--energy_key", "REF_energy", "--forces_key", "REF_forces",
-        "--output_dir", str(trained), "--progress", "false",
+        "--output_dir", str(trained), "--progress", "false", "--restart",
     ])  # fmt: skip
-    assert code == 2
+    assert code == 2  # --restart replaces the old run only once the new one's data has been read
     assert "bad.xyz: frame 5: key 'REF_forces': contains NaN or inf" in capsys.readouterr().err
     assert (trained / "model.pt").read_bytes() == before
     assert main(["train", "--train_file", "x.xyz", "--max_epoch", "3"]) == 2

@@ -7,13 +7,15 @@ import sys
 import pytest
 import torch
 
+from ictp_model.model.io import save_model
+
 from .helpers import write_data
 from .test_pair_ictp import cubic_cell
 
 
-def run_lmp(tmp_path, plugin, pair_lines, units="metal", newton="on", env=None):
+def run_lmp(tmp_path, plugin, pair_lines, units="metal", newton="on", env=None, atoms=None):
     data = tmp_path / "cell.data"
-    write_data(data, cubic_cell(), ["H", "C", "N", "O"])
+    write_data(data, cubic_cell() if atoms is None else atoms, ["H", "C", "N", "O"])
     script = tmp_path / "in.test"
     script.write_text(
         "\n".join(
@@ -63,6 +65,11 @@ def test_reference_blas_is_reported_and_preloading_libtorch_avoids_it(plugin, ex
 
 CASES = {
     "missing model file": (["pair_style ictp", "pair_coeff * * {missing} H C N O"], {}, "cannot load model file"),
+    "training model file": (
+        ["pair_style ictp", "pair_coeff * * {training} H C N O"],
+        {},
+        "is a training model (written by ictp train or save_model), not a LAMMPS export; convert it with 'ictp export",
+    ),
     "foreign model file": (
         ["pair_style ictp", "pair_coeff * * {foreign} H C N O"],
         {},
@@ -95,7 +102,26 @@ def test_bad_input_is_a_lammps_error(plugin, exported_light, tmp_path, case):
     foreign = tmp_path / "foreign.pt"
     torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(foreign))
     lines, options, message = CASES[case]
-    lines = [line.format(model=model, missing=tmp_path / "nope.pt", foreign=foreign) for line in lines]
+    training = tmp_path / "model.pt"
+    save_model(exported_light[0], training)
+    lines = [
+        line.format(model=model, missing=tmp_path / "nope.pt", foreign=foreign, training=training) for line in lines
+    ]
     code, out = run_lmp(tmp_path, plugin, lines, **options)
     assert code != 0
     assert "ERROR" in out and message in out, out[-1500:]
+
+
+def test_overlapping_atoms_stop_lammps_naming_their_ids(plugin, exported_light, tmp_path):
+    """Two atoms 0.01 A apart: an error naming both atom IDs, not -nan and exit code 0."""
+    _, model = exported_light
+    atoms = cubic_cell()
+    twin = atoms[:1].copy()
+    twin.positions += 0.01
+    atoms += twin
+    code, out = run_lmp(tmp_path, plugin, ["pair_style ictp", f"pair_coeff * * {model} H C N O"], atoms=atoms)
+    assert code != 0
+    assert (
+        f"atoms 1 and {len(atoms)} are 0.01732 A apart" in out or f"atoms {len(atoms)} and 1 are 0.01732 A apart" in out
+    ), out[-1500:]
+    assert "nan" not in out.lower()

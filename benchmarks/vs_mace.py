@@ -1,27 +1,36 @@
-"""ICTP and MACE trained on the same split, with the same batch size, loss, optimiser settings and
-the same wall-clock budget on this machine, then tested on the same file with the same code.
+"""Learning curves of ICTP and MACE trained on the same split with the same settings, by epoch and by
+wall-clock, over several seeds; then both best models tested on the same structures by the same code.
 
-    pip install mace-torch            # the optional benchmark extra: pip install -e '.[bench]'
-    python benchmarks/vs_mace.py --data ../shared/data/acac --minutes 15
+    pip install -e '.[bench]'                     # mace-torch, the optional benchmark extra
+    python benchmarks/vs_mace.py rmd17 --data ../shared/data/rmd17 --molecule ethanol --train-size 50 --minutes 10
+    python benchmarks/vs_mace.py acac --data ../shared/data/acac --minutes 10 --seeds 0 1 2
+    python benchmarks/vs_mace.py 3bpa --data ../shared/data/3bpa --minutes 10
+    python benchmarks/vs_mace.py rmd17 --data ../shared/data/rmd17 --epochs 100 --codes ictp   # ICTP only
 
-Data: AcAc (BOTNet data sets): train_size + valid_size structures drawn (seeded) from
-train_300K.xyz, tested on test_MD_300K.xyz; E0s from isolated_atoms.xyz. Both codes read the same
-extxyz files written here (REF_energy / REF_forces).
+Data (both codes read the same extxyz files written here, REF_energy / REF_forces):
+  rmd17  train_size + 50 valid drawn (seeded) from the split-01 train file, tested on its test file (1000).
+  acac   train_size + 50 valid from train_300K, tested on test_MD_300K (650); E0s from isolated_atoms.xyz.
+  3bpa   train_size + 50 valid from train_300K, the remaining train_300K frames are the test set; E0s
+         from iso_atoms.xyz.
+rMD17 has no isolated atoms: both codes use least-squares ("average") E0s.
 
-Both: float64, 2 layers, r_c = 5 Å, 8 Bessel functions, l_max = 3, ν = 3, C channels, hidden rank
-L; batch 5; Adam(AMSGrad) lr 0.01, ReduceLROnPlateau (factor 0.8, patience 5 epochs), EMA 0.99;
-MACE's "weighted" loss = w_E · mean((ΔE/N)²) + w_F · mean(ΔF²) with w_E = 1, w_F = 100 (ICTP:
-energy_mode per_atom, reduction mean); validation every epoch.
+Both: float64, 2 layers, r_c = 5 Å, 8 Bessel functions, l_max = 3, ν = 3, C channels, hidden rank L;
+batch 5 (valid 10); Adam(AMSGrad) lr 0.01, ReduceLROnPlateau (factor 0.8, patience 5 epochs), EMA
+0.99, weight decay 5e-7; MACE's "weighted" loss w_E · mean((ΔE/N)²) + w_F · mean(ΔF²), w_E = 1,
+w_F = 100 (ICTP: energy_mode per_atom, reduction mean); validation every epoch.
 
-Budget: ICTP stops at the first epoch end past the budget (`max_time`). MACE has no time limit, so
-a 3-epoch calibration run measures its epoch time (from its log's timestamps) and the real run
-gets as many epochs as fit in the budget. The table reports the training time each one used.
+Budget: --epochs caps both codes' epochs; --minutes caps their wall-clock (ICTP stops at the first
+epoch end past it; MACE, which has no time limit, gets the epochs that a 3-epoch calibration run
+says fit). Output: a table (per seed, and mean ± std over seeds) of validation force RMSE at equal
+epochs and the test errors of each best model, curves.png (validation force RMSE against epoch
+and against wall-clock), and results.json, in --work-dir.
 """
 
 import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,40 +40,55 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from ase.data import chemical_symbols
 from ase.io import read, write
 
-TIMESTAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+).*Epoch (\d+):")
+MACE_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+).*Epoch (\d+):.*RMSE_F=\s*([\d.]+)")
 
 
-def split(data: Path, train_size: int, valid_size: int, seed: int, work: Path) -> dict:
-    frames = read(data / "train_300K.xyz", index=":")
-    order = np.random.default_rng(seed).permutation(len(frames))
-    sets = {
-        "train": [frames[i] for i in order[:train_size]],
-        "valid": [frames[i] for i in order[train_size : train_size + valid_size]],
-        "test": read(data / "test_MD_300K.xyz", index=":"),
-    }
+def _frames(samples) -> list:
+    out = []
+    for s in samples:
+        atoms = s.atoms.copy()
+        atoms.calc = None
+        atoms.info = {"REF_energy": s.energy, "config_type": "Default"}
+        atoms.arrays = {k: v for k, v in atoms.arrays.items() if k in ("numbers", "positions")}
+        atoms.arrays["REF_forces"] = s.forces
+        out.append(atoms)
+    return out
+
+
+def split(args, seed: int, work: Path) -> dict:
+    """train / valid / test extxyz files for this seed, drawn as `ictp train` draws them (valid first)."""
+    from ictp_model.data.io import read_samples
+
+    if args.dataset == "rmd17":
+        pool = read_samples(args.data / f"rmd17_{args.molecule}_train_01.npz")
+        test = read_samples(args.data / f"rmd17_{args.molecule}_test_01.npz")
+    else:
+        pool = [s for s in read_samples(args.data / "train_300K.xyz") if not s.is_isolated_atom]
+        test = read_samples(args.data / "test_MD_300K.xyz") if args.dataset == "acac" else None
+    order = np.random.default_rng(seed).permutation(len(pool))
+    valid = [pool[i] for i in order[: args.valid_size]]
+    train = [pool[i] for i in order[args.valid_size : args.valid_size + args.train_size]]
+    if test is None:  # 3BPA: the frames not drawn are the test set
+        test = [pool[i] for i in order[args.valid_size + args.train_size :]]
     paths = {}
-    for name, atoms_list in sets.items():
-        out = []
-        for atoms in atoms_list:
-            copy = atoms.copy()
-            copy.calc = None
-            copy.info = {"REF_energy": atoms.get_potential_energy(), "config_type": "Default"}
-            copy.arrays = {k: v for k, v in copy.arrays.items() if k in ("numbers", "positions")}
-            copy.arrays["REF_forces"] = atoms.get_forces()
-            out.append(copy)
+    for name, samples in (("train", train), ("valid", valid), ("test", test)):
         paths[name] = work / f"{name}.xyz"
-        write(paths[name], out, format="extxyz")
+        write(paths[name], _frames(samples), format="extxyz")
     return paths
 
 
-def isolated_energies(data: Path) -> dict[int, float]:
-    return {int(a.numbers[0]): float(a.get_potential_energy()) for a in read(data / "isolated_atoms.xyz", index=":")}
+def isolated_energies(args) -> dict:
+    if args.dataset == "rmd17":
+        return {}
+    name = "isolated_atoms.xyz" if args.dataset == "acac" else "iso_atoms.xyz"
+    return {int(a.numbers[0]): float(a.get_potential_energy()) for a in read(args.data / name, index=":")}
 
 
-def run(command: list[str], cwd: Path, log: Path) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(os.cpu_count())}
+def run(command: list[str], cwd: Path, log: Path, threads: int) -> float:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with open(log, "w") as handle:
         result = subprocess.run(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
@@ -73,83 +97,91 @@ def run(command: list[str], cwd: Path, log: Path) -> float:
     return time.perf_counter() - start
 
 
-def train_ictp(paths: dict, e0s: dict, args, work: Path) -> dict:
-    from ase.data import chemical_symbols
-
+def train_ictp(paths: dict, e0s: dict, args, seed: int, work: Path) -> dict:
     out = work / "ictp"
     config = dict(
         train_file=str(paths["train"]), valid_file=str(paths["valid"]), energy_key="REF_energy",
-        forces_key="REF_forces", E0s={chemical_symbols[z]: e for z, e in e0s.items()},
-        model=dict(preset="acac", channels=args.channels, max_rank=args.max_rank, edge_rank=3, correlation=3,
-                   layers=2, cutoff=5.0, variant=args.variant),
-        batch_size=5, valid_batch_size=10, max_epochs=100000, lr=0.01, scheduler_patience=5, lr_factor=0.8,
-        ema_decay=0.99, loss=dict(energy=1.0, forces=100.0, energy_mode="per_atom", reduction="mean"),
-        dtype="float64", seed=args.seed, output_dir=str(out), progress=False, max_time=60.0 * args.minutes,
+        forces_key="REF_forces", E0s={chemical_symbols[z]: e for z, e in e0s.items()} if e0s else "average",
+        model=dict(channels=args.channels, max_rank=args.max_rank, edge_rank=3, correlation=3, layers=2,
+                   cutoff=5.0, variant=args.variant, dtype="float64"),
+        batch_size=5, valid_batch_size=10, max_epochs=args.epochs or 100000, lr=0.01, scheduler_patience=5,
+        lr_factor=0.8, ema_decay=0.99, weight_decay=5e-7,
+        loss=dict(energy=1.0, forces=100.0, energy_mode="per_atom", reduction="mean"),
+        seed=seed, output_dir=str(out), progress=False,
+        max_time=None if args.minutes is None else 60.0 * args.minutes,
     )  # fmt: skip
+    for option in args.ictp_option:  # key=value (YAML value), e.g. ema_warmup=false, for ablations
+        key, _, value = option.partition("=")
+        config[key] = yaml.safe_load(value)
     (work / "ictp.yaml").write_text(yaml.safe_dump(config))
-    run([sys.executable, "-m", "ictp_model.cli.main", "train", str(work / "ictp.yaml")], work, work / "ictp.log")
-    rows = (out / "log.csv").read_text().splitlines()[1:]
+    shutil.rmtree(out, ignore_errors=True)  # this benchmark's own folder from an earlier invocation
+    run(
+        [sys.executable, "-m", "ictp_model.cli.main", "train", str(work / "ictp.yaml")],
+        work,
+        work / "ictp.log",
+        args.threads,
+    )
+    import csv
+
+    with open(out / "log.csv") as handle:
+        rows = list(csv.DictReader(handle))
     from ictp_model.calculators.ase import ICTPCalculator
 
     return {
-        "epochs": len(rows),
-        "train_minutes": float(rows[-1].split(",")[-1]) / 60,
+        "curve": [[int(r["epoch"]), float(r["time"]), float(r["valid_forces_rmse"])] for r in rows],
         "calculator": ICTPCalculator(out / "model.pt"),
     }
 
 
-def mace_command(paths: dict, e0s: dict, args, work: Path, epochs: int, name: str) -> list[str]:
+def mace_command(paths: dict, e0s: dict, args, seed: int, work: Path, epochs: int, name: str) -> list[str]:
     return [
         sys.executable, "-m", "mace.cli.run_train", f"--name={name}", f"--work_dir={work / name}",
         f"--train_file={paths['train']}", f"--valid_file={paths['valid']}", "--energy_key=REF_energy",
-        "--forces_key=REF_forces", f"--E0s={e0s}", "--model=MACE", f"--num_channels={args.channels}",
-        f"--max_L={args.max_rank}", "--max_ell=3", "--correlation=3", "--num_interactions=2", "--r_max=5.0",
-        "--num_radial_basis=8", "--batch_size=5", "--valid_batch_size=10", "--lr=0.01", "--scheduler_patience=5",
-        "--ema", "--ema_decay=0.99", "--amsgrad", "--loss=weighted", "--energy_weight=1.0", "--forces_weight=100.0",
-        "--default_dtype=float64", "--device=cpu", f"--seed={args.seed}", f"--max_num_epochs={epochs}",
-        "--eval_interval=1", "--patience=100000", "--save_cpu",
+        "--forces_key=REF_forces", f"--E0s={e0s if e0s else 'average'}", "--model=MACE",
+        f"--num_channels={args.channels}", f"--max_L={args.max_rank}", "--max_ell=3", "--correlation=3",
+        "--num_interactions=2", "--r_max=5.0", "--num_radial_basis=8", "--batch_size=5", "--valid_batch_size=10",
+        "--lr=0.01", "--scheduler_patience=5", "--lr_factor=0.8", "--weight_decay=5e-7", "--ema", "--ema_decay=0.99",
+        "--amsgrad", "--loss=weighted", "--energy_weight=1.0", "--forces_weight=100.0", "--default_dtype=float64",
+        "--device=cpu", f"--seed={seed}", f"--max_num_epochs={epochs}", "--eval_interval=1", "--patience=100000",
+        "--save_cpu",
     ]  # fmt: skip
 
 
-def logs(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*.log") if not p.name.endswith("_debug.log")]
-
-
-def epoch_times(folder: Path) -> list[datetime]:
-    stamps = []
-    for log in logs(folder):
+def mace_curve(folder: Path) -> tuple[list, datetime]:
+    """[[epoch, seconds since the start of training, valid force RMSE]] from MACE's logs."""
+    start, points = None, []
+    for log in folder.rglob("*.log"):
+        if log.name.endswith("_debug.log"):
+            continue
         for line in log.read_text().splitlines():
-            match = TIMESTAMP.match(line)
+            if start is None and ("Started training" in line or "Initial:" in line):
+                start = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+            match = MACE_LINE.match(line)
             if match:
-                stamps.append(datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f"))
-    return sorted(stamps)
+                stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f")
+                points.append((int(match.group(2)) + 1, stamp, float(match.group(3))))  # MACE counts from 0
+    if start is None:
+        raise SystemExit(f"no start of training found in the logs under {folder}")
+    return [[e, (t - start).total_seconds(), f] for e, t, f in sorted(points)], start
 
 
-def started(folder: Path) -> datetime:
-    for log in logs(folder):
-        for line in log.read_text().splitlines():
-            if "Started training" in line or "Initial:" in line:
-                return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
-    raise SystemExit(f"no start of training found in the logs under {folder}")
-
-
-def train_mace(paths: dict, e0s: dict, args, work: Path) -> dict:
-    run(mace_command(paths, e0s, args, work, 3, "calibrate"), work, work / "mace-calibrate.log")
-    stamps = epoch_times(work / "calibrate")
-    per_epoch = float(np.median([(b - a).total_seconds() for a, b in zip(stamps, stamps[1:])]))
-    first = (stamps[0] - started(work / "calibrate")).total_seconds()  # with its one-off warm-up
-    epochs = 1 + max(int((60.0 * args.minutes - first) / per_epoch), 0)
-    print(
-        f"MACE calibration: first epoch {first:.1f} s, then {per_epoch:.1f} s -> {epochs} epochs in {args.minutes} min"
-    )
-    run(mace_command(paths, e0s, args, work, epochs, "mace"), work, work / "mace.log")
-    stamps = epoch_times(work / "mace")
+def train_mace(paths: dict, e0s: dict, args, seed: int, work: Path) -> dict:
+    epochs = args.epochs or 100000
+    if args.minutes is not None:
+        run(mace_command(paths, e0s, args, seed, work, 3, "calibrate"), work, work / "mace-calibrate.log", args.threads)
+        curve, _ = mace_curve(work / "calibrate")
+        per_epoch = float(np.median(np.diff([t for _, t, _ in curve])))
+        fit = 1 + max(int((60.0 * args.minutes - curve[0][1]) / per_epoch), 0)
+        epochs = min(epochs, fit)
+        print(f"  MACE calibration: first epoch {curve[0][1]:.1f} s, then {per_epoch:.1f} s -> {epochs} epochs")
+    shutil.rmtree(work / "mace", ignore_errors=True)
+    run(mace_command(paths, e0s, args, seed, work, epochs, "mace"), work, work / "mace.log", args.threads)
     from mace.calculators import MACECalculator
 
+    curve, _ = mace_curve(work / "mace")
     model = sorted((work / "mace").rglob("mace*.model"))
     return {
-        "epochs": epochs,
-        "train_minutes": (stamps[-1] - started(work / "mace")).total_seconds() / 60,
+        "curve": curve,
         "calculator": MACECalculator(model_paths=str(model[0]), device="cpu", default_dtype="float64"),
     }
 
@@ -164,49 +196,132 @@ def test_errors(calculator, path: Path) -> dict:
     e, f = 1000 * np.array(e_err), 1000 * np.concatenate(f_err)
     return {
         "energy_mae": float(np.mean(np.abs(e))), "energy_rmse": float(np.sqrt(np.mean(e**2))),
-        "forces_mae": float(np.mean(np.abs(f))), "forces_rmse": float(np.sqrt(np.mean(f**2))), "n": len(e),
+        "energy_mean_error": float(np.mean(e)), "forces_mae": float(np.mean(np.abs(f))),
+        "forces_rmse": float(np.sqrt(np.mean(f**2))), "n": len(e),
     }  # fmt: skip
+
+
+def at_epoch(curve: list, epoch: int) -> float:
+    rows = [f for e, _, f in curve if e == epoch]
+    return rows[0] if rows else float("nan")
+
+
+def at_time(curve: list, seconds: float) -> float:
+    """The validation force RMSE of the last epoch finished by ``seconds``."""
+    rows = [f for _, t, f in curve if t <= seconds]
+    return rows[-1] if rows else float("nan")
+
+
+def plot(results: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {"ICTP": "tab:blue", "MACE": "tab:red"}
+    for seed, runs in results.items():
+        for code, run_ in runs.items():
+            curve = np.array(run_["curve"])
+            label = code if seed == min(results) else None
+            axes[0].semilogy(curve[:, 0], curve[:, 2], color=colours[code], alpha=0.7, label=label)
+            axes[1].semilogy(curve[:, 1] / 60, curve[:, 2], color=colours[code], alpha=0.7, label=label)
+    axes[0].set_xlabel("epoch")
+    axes[1].set_xlabel("training wall-clock (min)")
+    for ax in axes:
+        ax.set_ylabel("validation force RMSE (meV/Å)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summary(results: dict, checkpoints: list[int]) -> None:
+    codes = sorted({c for runs in results.values() for c in runs})
+    print("\nvalidation force RMSE (meV/A) at equal epochs; test errors of the best model (meV, meV/A)")
+    header = f"{'seed':>4} {'code':<5} {'epochs':>6} {'min':>5} " + " ".join(
+        f"{'ep ' + str(e):>7}" for e in checkpoints
+    )
+    print(header + f" {'E MAE':>7} {'E RMSE':>7} {'E mean':>7} {'F MAE':>7} {'F RMSE':>7}")
+    for seed, runs in results.items():
+        for code in codes:
+            r = runs[code]
+            t = r["test"]
+            print(
+                f"{seed:>4} {code:<5} {r['curve'][-1][0]:>6} {r['curve'][-1][1] / 60:>5.1f} "
+                + " ".join(f"{at_epoch(r['curve'], e):>7.2f}" for e in checkpoints)
+                + f" {t['energy_mae']:>7.2f} {t['energy_rmse']:>7.2f} {t['energy_mean_error']:>7.2f} "
+                f"{t['forces_mae']:>7.2f} {t['forces_rmse']:>7.2f}"
+            )
+    for code in codes:
+        rows = [runs[code] for runs in results.values()]
+        f = np.array([r["test"]["forces_rmse"] for r in rows])
+        e = np.array([r["test"]["energy_rmse"] for r in rows])
+        print(
+            f"{code}: test F RMSE {f.mean():.2f} ± {f.std():.2f}, E RMSE {e.mean():.2f} ± {e.std():.2f} over {len(rows)} seeds"
+        )
+    if len(codes) == 2:
+        for seed, runs in results.items():
+            end = min(r["curve"][-1][1] for r in runs.values())
+            ratio = at_time(runs["ICTP"]["curve"], end) / at_time(runs["MACE"]["curve"], end)
+            print(
+                f"seed {seed}: at equal wall-clock ({end / 60:.1f} min) ICTP / MACE validation force RMSE = {ratio:.3f}"
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="the AcAc folder, e.g. ../shared/data/acac")
-    parser.add_argument("--minutes", type=float, default=15.0, help="training budget of each code")
+    parser.add_argument("dataset", choices=["rmd17", "acac", "3bpa"])
+    parser.add_argument("--data", type=Path, required=True, help="e.g. ../shared/data/rmd17")
+    parser.add_argument("--molecule", default="ethanol", help="rMD17 molecule")
+    parser.add_argument("--train-size", type=int, default=None, help="default: rmd17 50, acac 450, 3bpa 200")
+    parser.add_argument("--valid-size", type=int, default=50)
+    parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of each code and seed")
+    parser.add_argument("--epochs", type=int, default=None, help="epoch budget of each code and seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--codes", nargs="+", default=["ictp", "mace"], choices=["ictp", "mace"])
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--max-rank", type=int, default=1, help="L of the hidden features (MACE max_L)")
     parser.add_argument("--variant", default="sym", choices=["full", "sym", "sym+lt"])
-    parser.add_argument("--train-size", type=int, default=450)
-    parser.add_argument("--valid-size", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--ictp-option", action="append", default=[], help="extra ICTP config key=value (ablations)")
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args()
-    if not (args.data / "train_300K.xyz").is_file():
-        raise SystemExit(f"{args.data}/train_300K.xyz not found (expected the AcAc folder of ../shared/data)")
-    try:
-        import mace  # noqa: F401
-    except ImportError:
-        raise SystemExit("mace-torch is not installed: pip install mace-torch (or pip install -e '.[bench]')") from None
+    if args.minutes is None and args.epochs is None:
+        raise SystemExit("give --minutes, --epochs or both")
+    args.train_size = args.train_size or {"rmd17": 50, "acac": 450, "3bpa": 200}[args.dataset]
+    if "mace" in args.codes:
+        try:
+            import mace  # noqa: F401
+        except ImportError:
+            raise SystemExit("mace-torch is not installed: pip install -e '.[bench]'") from None
 
-    work = args.work_dir or Path(tempfile.mkdtemp(prefix="ictp-vs-mace-"))
-    work.mkdir(parents=True, exist_ok=True)
-    paths = split(args.data, args.train_size, args.valid_size, args.seed, work)
-    e0s = isolated_energies(args.data)
-    results = {"ICTP " + args.variant: train_ictp(paths, e0s, args, work), "MACE": train_mace(paths, e0s, args, work)}
+    root = args.work_dir or Path(tempfile.mkdtemp(prefix="ictp-vs-mace-"))
+    e0s = isolated_energies(args)
+    results = {}
+    for seed in args.seeds:
+        work = root / f"seed{seed}"
+        work.mkdir(parents=True, exist_ok=True)
+        paths = split(args, seed, work)
+        runs = {}
+        for code in args.codes:
+            print(f"seed {seed}: training {code} ...", flush=True)
+            runs[code.upper()] = (train_ictp if code == "ictp" else train_mace)(paths, e0s, args, seed, work)
+            runs[code.upper()]["test"] = test_errors(runs[code.upper()].pop("calculator"), paths["test"])
+        results[seed] = runs
+        (root / "results.json").write_text(json.dumps(results, indent=1))
+    name = f"{args.dataset}{' ' + args.molecule if args.dataset == 'rmd17' else ''} N={args.train_size}"
     print(
-        f"\nAcAc, {args.train_size} train + {args.valid_size} valid, tested on test_MD_300K; C={args.channels}, "
-        f"L={args.max_rank}, l_max=3, nu=3, float64, budget {args.minutes} min each, {os.cpu_count()} threads"
+        f"\n{name}: C={args.channels}, L={args.max_rank}, l_max=3, nu=3, float64, {args.threads} threads, "
+        f"budget {args.minutes} min / {args.epochs} epochs, seeds {args.seeds}; load average {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'model':<10} {'epochs':>6} {'train min':>9} {'E MAE':>7} {'E RMSE':>7} {'F MAE':>7} {'F RMSE':>7}")
-    table = {}
-    for name, result in results.items():
-        m = test_errors(result.pop("calculator"), paths["test"])
-        table[name] = {**result, **m}
-        print(
-            f"{name:<10} {result['epochs']:>6} {result['train_minutes']:>9.1f} {m['energy_mae']:>7.2f} "
-            f"{m['energy_rmse']:>7.2f} {m['forces_mae']:>7.2f} {m['forces_rmse']:>7.2f}"
-        )
-    print("(energies in meV, forces in meV/A)")
-    (work / "vs_mace.json").write_text(json.dumps(table, indent=1))
+    shortest = min(r["curve"][-1][0] for runs in results.values() for r in runs.values())
+    checkpoints = sorted({e for e in (10, 25, 50, 100, 200, 400) if e <= shortest} | {shortest})
+    summary(results, checkpoints)
+    plot(results, root / "curves.png", name)
+    print(f"curves: {root / 'curves.png'}; data: {root / 'results.json'}")
 
 
 if __name__ == "__main__":

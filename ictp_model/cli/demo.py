@@ -130,6 +130,7 @@ def lammps_md(model_path: Path, out: Path, steps: int = 200) -> bool:
 
 def run_demo(args: argparse.Namespace) -> int:
     from ictp_model.training.config import TrainConfig
+    from ictp_model.training.provenance import Existing
     from ictp_model.training.run import run_training
 
     start = time.perf_counter()
@@ -160,12 +161,11 @@ def run_demo(args: argparse.Namespace) -> int:
         scheduler_patience=20,
         loss={"energy": 10.0, "forces": 1.0, "stress": 10.0, "energy_mode": "per_atom"},
         output_dir=str(out / "run"),
-        resume=False,
         max_time=60.0 * args.minutes,
         seed=0,
     )
     print(f"[3/4] training a small ICTP model for at most {args.minutes:.1f} min ...")
-    results = run_training(config)
+    results = run_training(config, existing=Existing.RESTART)  # the demo always starts afresh
     test = results["test"]
     print(
         f"held-out test: energy RMSE {test['energy_per_atom_rmse']:.2f} meV/atom, forces RMSE {test['forces_rmse']:.1f} meV/A, "

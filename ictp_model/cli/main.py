@@ -33,10 +33,13 @@ def _train(args: argparse.Namespace, extra: list[str]) -> int:
     from ictp_model.training import distributed
 
     ranks, config.device = distributed.init(check_device(config.device))
+    completed = False
     try:
         run_training(config, ranks=ranks, existing=existing)
+        completed = True
     finally:
-        distributed.shutdown()
+        distributed.shutdown(completed)
+    distributed.exit_process(0)
     return 0
 
 

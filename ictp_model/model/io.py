@@ -17,7 +17,35 @@ from .config import ModelConfig
 from .network import ICTPNetwork
 
 FORMAT = "ictp-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights stored at unit scale, their fan-in normalisation applied in forward
+
+
+def _upgrade_v1(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+    """A version-1 state dict (weights stored pre-scaled by 1/sqrt(fan_in); no 1/sqrt(S) on the
+    embedding and the residual) as version-2 weights of the same function."""
+    out = dict(state)
+    num_species = len(config.elements)
+    for name, w in state.items():
+        last = name.rsplit(".", 1)[-1]
+        if ".radial_mlp.net." in name and last == "weight":
+            out[name] = w * w.shape[1] ** 0.5
+        elif last in ("radial_head", "linear_second") or (
+            name.startswith("readouts.") and last in ("weight", "first", "second")
+        ):
+            out[name] = w * w.shape[0] ** 0.5
+        elif name == "embedding" or ".residual.weights." in name:
+            out[name] = w * num_species**0.5
+        elif ".product.weights." in name and config.variant == "sym+lt":
+            out[name] = w * w.shape[2] ** 0.5
+    return out
+
+
+def model_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The state dict of a model payload in the current format (older formats converted)."""
+    state = payload["state_dict"]
+    if int(payload.get("format_version", FORMAT_VERSION)) == 1:
+        state = _upgrade_v1(state, ModelConfig.from_dict(payload["config"]))
+    return state
 
 
 def model_payload(model: ICTPNetwork) -> dict[str, Any]:
@@ -77,5 +105,5 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
             f"(supports <= {FORMAT_VERSION}); upgrade ictp"
         )
     model = build_model(ModelConfig.from_dict(payload["config"]))
-    model.load_state_dict(payload["state_dict"])
+    model.load_state_dict(model_state(payload))
     return model.to(device)

@@ -4,6 +4,7 @@ Forces and stress are not computed here: :mod:`.potential` differentiates these 
 The forward pass is TorchScript-compatible; the LAMMPS export scripts it.
 """
 
+import math
 from typing import Optional
 
 import torch
@@ -36,7 +37,9 @@ class ICTPNetwork(nn.Module):
         channels = config.channels
         parities = [0, 1] if config.odd else [0]
 
+        # a linear map of the one-hot element, normalised by its fan-in sqrt(S) like every weight
         self.embedding = nn.Parameter(torch.randn(num_species, channels))
+        self.embedding_norm = 1.0 / math.sqrt(num_species)
         self.bessel = BesselBasis(config.cutoff, config.num_bessel)
         self.envelope = PolynomialEnvelope(config.cutoff, config.envelope_p)
         tables = [harmonics_table(l, config.storage) for l in range(config.edge_rank + 1)]
@@ -106,7 +109,7 @@ class ICTPNetwork(nn.Module):
         first and edges sorted by centre.  The result then covers the first receivers[-1] atoms.
         """
         edge_harmonics, radial = self.edge_features(vectors)
-        h: list[Tensor] = [self.embedding.index_select(0, species).unsqueeze(-1)]  # (N, C, 1)
+        h: list[Tensor] = [(self.embedding * self.embedding_norm).index_select(0, species).unsqueeze(-1)]  # (N, C, 1)
         num_out = species.shape[0] if receivers is None else receivers[-1]
         energy = torch.zeros(num_out, dtype=vectors.dtype, device=vectors.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):

@@ -20,13 +20,16 @@ from .blocks import Block, block_dim, block_paths, sorted_blocks, storage_coupli
 class OutputBlock(nn.Module):
     """What one output block's paths need: their coupling table (a constant), the last layer of
     the radial MLP giving their per-edge weights R_ij[c, path], and `linear_second`, which mixes
-    (channel, path) -> channel with normalisation (C·P)^(-1/2)."""
+    (channel, path) -> channel with normalisation (C·P)^(-1/2). Weights are stored N(0, 1) and
+    normalised in the forward pass (see nn.radial.ScaledLinear)."""
 
     def __init__(self, table: Tensor, num_paths: int, channels: int, radial_hidden: int):
         super().__init__()
         self.register_buffer("table", table, persistent=False)
-        self.radial_head = nn.Parameter(torch.randn(radial_hidden, channels * num_paths) / math.sqrt(radial_hidden))
-        self.linear_second = nn.Parameter(torch.randn(channels * num_paths, channels) / math.sqrt(channels * num_paths))
+        self.radial_head = nn.Parameter(torch.randn(radial_hidden, channels * num_paths))
+        self.linear_second = nn.Parameter(torch.randn(channels * num_paths, channels))
+        self.radial_norm = 1.0 / math.sqrt(radial_hidden)
+        self.mix_norm = 1.0 / math.sqrt(channels * num_paths)
 
 
 class TwoBodyFeatures(nn.Module):
@@ -91,11 +94,11 @@ class TwoBodyFeatures(nn.Module):
             n_paths, dim = self.block_paths[b], self.block_dims[b]
             g = torch.matmul(edge_harmonics, table).reshape(num_edges, self.d_in, n_paths * dim)
             messages = torch.bmm(x, g).reshape(num_edges, channels, n_paths, dim)
-            weights = torch.matmul(radial, block.radial_head)  # R_ij[c, path], (E, C·P_b)
+            weights = torch.matmul(radial, block.radial_head * block.radial_norm)  # R_ij[c, path], (E, C·P_b)
             messages = messages * weights.reshape(num_edges, channels, n_paths, 1)
             summed = torch.zeros(num_nodes, channels * n_paths, dim, dtype=x.dtype, device=x.device)
             summed.index_add_(0, receiver, messages.reshape(num_edges, channels * n_paths, dim))
-            mixed = torch.matmul(block.linear_second.t(), summed)  # (C, C·P) @ (N, C·P, d)
+            mixed = torch.matmul(block.linear_second.t() * block.mix_norm, summed)  # (C, C·P) @ (N, C·P, d)
             out.append(mixed / self.avg_num_neighbors)
         return out
 

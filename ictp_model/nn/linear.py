@@ -45,7 +45,11 @@ def species_matmul(x: Tensor, species: Tensor, weights: Tensor) -> Tensor:
 
 class SpeciesLinear(nn.Module):
     """Element-dependent channel mixing (the residual "self-connection"), per block:
-    y[b]_n = x[source_b]_nᵀ · W_b[Z_n] / sqrt(C_in).
+    y[b]_n = x[source_b]_nᵀ · W_b[Z_n] / sqrt(C_in · S).
+
+    The 1/sqrt(S) (S elements) is the normalisation of a linear map from (channel ⊗ one-hot
+    element) inputs, as MACE's self-connection has; without it the residual, and through it the
+    initial energies and forces, grow with the number of elements.
 
     Shapes: list[(N, C_in, d)], species (N,) -> list[(N, C_out, d)], one per entry of ``source``
     (the index of the input block each output block maps from).
@@ -59,7 +63,7 @@ class SpeciesLinear(nn.Module):
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.randn(num_species, in_channels, out_channels)) for _ in source]
         )
-        self.norm = 1.0 / math.sqrt(in_channels)
+        self.norm = 1.0 / math.sqrt(in_channels * num_species)
 
     def forward(self, x: list[Tensor], species: Tensor) -> list[Tensor]:
         out: list[Tensor] = []

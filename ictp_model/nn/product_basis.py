@@ -128,6 +128,7 @@ class ManyBodyFeatures(nn.Module):
         out_max_rank = max(l for l, _ in allowed_out)
         self.coupled = coupled
         self.channels = channels
+        self.coupled_norm = 1.0 / math.sqrt(channels)
         products: list[nn.Module] = []
         orders: list[tuple[list[Block], list[int]]] = [(list(a_blocks), [1] * len(a_blocks))]
         for nu in range(2, correlation + 1):
@@ -152,8 +153,8 @@ class ManyBodyFeatures(nn.Module):
                 self.order_of_weight.append(nu)
                 self.block_of_weight.append(k)
                 self.source_of_weight.append(blocks.index(block))
-                if coupled:  # channel-coupled ("lt"): W[Z] in R^{(C·P) x C}
-                    w = torch.randn(num_species, channels * s, channels) / s / math.sqrt(channels)
+                if coupled:  # channel-coupled ("lt"): W[Z] in R^{(C·P) x C}, its 1/sqrt(C) applied in forward
+                    w = torch.randn(num_species, channels * s, channels) / s
                 else:  # uncoupled: w[Z] in R^{C x P}
                     w = torch.randn(num_species, channels, s) / s
                 weights.append(nn.Parameter(w))
@@ -172,7 +173,7 @@ class ManyBodyFeatures(nn.Module):
             k = self.block_of_weight[i]
             x = orders[self.order_of_weight[i]][self.source_of_weight[i]]  # (N, C, S, d)
             if self.coupled:
-                y = species_matmul(x.reshape(n, -1, x.shape[-1]), species, w)
+                y = species_matmul(x.reshape(n, -1, x.shape[-1]), species, w * self.coupled_norm)
             else:
                 w_node = w.index_select(0, species).reshape(n * self.channels, 1, -1)  # (NC, 1, S)
                 y = torch.bmm(w_node, x.reshape(n * self.channels, x.shape[2], -1)).reshape(n, self.channels, -1)

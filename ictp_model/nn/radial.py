@@ -51,6 +51,25 @@ class ScaledSiLU(nn.Module):
         return torch.nn.functional.silu(x) * 1.6765
 
 
+class ScaledLinear(nn.Module):
+    """Bias-free y = x Wᵀ / sqrt(fan_in) with W ~ N(0, 1) as stored.
+
+    Every weight of the model is stored at unit scale and normalised in the forward pass (as e3nn
+    and MACE do): Adam moves each stored number by about lr per step, so this gives every layer
+    the same relative step. Weights stored at N(0, 1/fan_in) would take sqrt(fan_in)-times larger
+    relative steps (×8 at width 64), overshoot at lr 0.01 and force the LR schedule down.
+    Shapes: (..., in) -> (..., out); weight (out, in) as in nn.Linear.
+    """
+
+    def __init__(self, in_features: int, out_features: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.norm = 1.0 / math.sqrt(in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.nn.functional.linear(x, self.weight * self.norm)
+
+
 class RadialMLP(nn.Module):
     """Bias-free MLP with scaled SiLU after every layer: (E, sizes[0]) -> (E, sizes[-1]).
 
@@ -63,9 +82,7 @@ class RadialMLP(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         for i in range(len(sizes) - 1):
-            linear = nn.Linear(sizes[i], sizes[i + 1], bias=False)
-            nn.init.normal_(linear.weight, std=1.0 / math.sqrt(sizes[i]))
-            layers.append(linear)
+            layers.append(ScaledLinear(sizes[i], sizes[i + 1]))
             layers.append(ScaledSiLU())
         self.net = nn.Sequential(*layers)
 

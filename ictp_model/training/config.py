@@ -70,6 +70,8 @@ class TrainConfig:
     scheduler_patience: int = 50
     lr_factor: float = 0.8
     ema_decay: Optional[float] = 0.99
+    ema_warmup: bool = True
+    refit_shift: bool = True
     patience: Optional[int] = None
     clip_grad: Optional[float] = 10.0
     loss: dict = field(default_factory=dict)

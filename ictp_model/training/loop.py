@@ -19,8 +19,8 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ictp_model.data.dataset import GraphDataset
 from ictp_model.data.graph import AtomicGraph, collate
 from ictp_model.files import atomic_text, atomic_torch_save
-from ictp_model.model.io import model_payload, save_model
-from ictp_model.model.potential import compute_properties
+from ictp_model.model.io import model_payload, model_state, save_model
+from ictp_model.model.potential import compute_properties, species_index
 
 from .config import TrainConfig
 from .distributed import (
@@ -35,6 +35,12 @@ from .distributed import (
 )
 from .loss import LOSS_TERMS, combine, loss_terms
 from .metrics import ErrorAccumulator
+from .shift import ShiftFit, apply_shift
+
+
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite; raised before anything of that epoch is written."""
+
 
 LOG_FIELDS = ["epoch", "lr", "train_loss", "valid_loss", "valid_energy_rmse", "valid_forces_rmse", "time"]
 
@@ -43,6 +49,28 @@ def epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int = 0) -> list
     """Indices of each batch; the order is a permutation seeded by ``seed`` when shuffling."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist() if shuffle else list(range(n))
     return [order[start : start + batch_size] for start in range(0, n, batch_size)]
+
+
+def warmup_ema(decay: float):
+    """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates (MACE's, from
+    torch_ema): early averages forget the random initial weights within a few steps instead of
+    keeping 41 % of them after the first epoch of 90 steps."""
+
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
+        n = float(num_averaged)
+        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        if torch.is_floating_point(averaged[0]):
+            torch._foreach_lerp_(averaged, current, weight)
+        else:
+            for a, c in zip(averaged, current):
+                a.copy_(c)
+
+    return update
+
+
+def refits_shift(config: TrainConfig) -> bool:
+    return config.refit_shift and config.loss["energy"] > 0
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -172,10 +200,12 @@ def fit(
     )
     ema = None
     if config.ema_decay is not None:
-        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+        average = warmup_ema(config.ema_decay) if config.ema_warmup else get_ema_multi_avg_fn(config.ema_decay)
+        ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+    shift = ShiftFit(len(model.config.elements), config.loss["energy_mode"]) if refits_shift(config) else None
     state = FitState()
     if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"]["state_dict"])
+        model.load_state_dict(model_state(checkpoint["model"]))
         if ema is not None and checkpoint["ema"] is not None:
             ema.load_state_dict(checkpoint["ema"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -201,7 +231,7 @@ def fit(
         steps = epoch_batches(len(train), config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch)
         for indices in steps:
             optimizer.zero_grad(set_to_none=True)
-            loss = _local_loss(model, train, part(indices, ranks), config, ranks)
+            loss = _local_loss(model, train, part(indices, ranks), config, ranks, shift)
             if loss is not None:
                 loss.backward()
                 train_loss += float(loss.detach())
@@ -211,11 +241,21 @@ def fit(
             optimizer.step()
             if ema is not None:
                 ema.update_parameters(model)
+        if shift is not None:  # the offset fitted, not left to the optimiser (see .shift)
+            apply_shift([model] + ([ema.module] if ema is not None else []), shift.solve(ranks))
+            shift.reset()
         train_loss = float(all_reduce_sum(torch.tensor([train_loss], dtype=torch.float64), ranks))
         if config.loss["reduction"] == "mean":  # the mean over batches, comparable with valid_loss
             train_loss /= max(len(steps), 1)
         eval_model.eval()
         valid_loss, errors, _ = evaluate(eval_model, valid, config, ranks=ranks)
+        if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):  # same values on every rank
+            raise TrainingDiverged(
+                f"training diverged in epoch {epoch + 1} (train loss {train_loss}, validation loss {valid_loss}); "
+                f"nothing of this epoch was saved: {output_dir / 'checkpoint_last.pt'} and model.pt hold epochs "
+                f"{state.epoch} and {state.best_epoch}. Lower lr (now {optimizer.param_groups[0]['lr']:.3g}) or "
+                "clip_grad and start over with --restart"
+            )
         scheduler.step(valid_loss)
         metrics = errors.metrics()
         state.epoch = epoch + 1
@@ -275,14 +315,22 @@ def epoch_line(row: dict, max_epochs: int, best: bool) -> str:
 
 
 def _local_loss(
-    model: torch.nn.Module, dataset: GraphDataset, indices: list[int], config: TrainConfig, ranks: Ranks
+    model: torch.nn.Module,
+    dataset: GraphDataset,
+    indices: list[int],
+    config: TrainConfig,
+    ranks: Ranks,
+    shift: Optional[ShiftFit] = None,
 ) -> Optional[torch.Tensor]:
     """This rank's share of the global batch loss (None without structures). A mean divides by
-    the counts of the whole global batch, so the shares add up to the single-process loss."""
+    the counts of the whole global batch, so the shares add up to the single-process loss.
+    The batch's energy residuals go into ``shift``."""
     sums, counts = {}, {}
     if indices:
         batch = _device_batch(dataset, indices, model)
         out = compute_properties(model, batch, forces=True, stress=config.loss["stress"] > 0, training=True)
+        if shift is not None:
+            shift.add(batch, species_index(model.z_to_index, batch.numbers), out["energy"])
         terms = loss_terms(out, batch, config.loss)
         sums, counts = {k: v for k, (v, _) in terms.items()}, {k: c for k, (_, c) in terms.items()}
     if ranks.distributed and config.loss["reduction"] == "mean":

@@ -15,6 +15,8 @@ from typing import Any, Optional
 
 import torch
 
+from ictp_model.model.io import FORMAT_VERSION
+
 from .config import ConfigError, TrainConfig
 
 # may differ between a run and its continuation: they change neither the data, nor the model,
@@ -117,6 +119,12 @@ def decide_start(config: TrainConfig, existing: Existing) -> Start:
             f"{folder} already holds a run ({', '.join(present)}) without a checkpoint to resume; {options}"
         )
     checkpoint = read_checkpoint(last)
+    if int(checkpoint["model"].get("format_version", 1)) < FORMAT_VERSION:
+        raise ConfigError(
+            f"{last} was written by an older ictp whose weights are stored in another form (format version "
+            f"{checkpoint['model'].get('format_version', 1)}); its optimiser state cannot continue here. Its model.pt "
+            "still loads (converted); to train, start over with --restart or give a new output_dir"
+        )
     old = checkpoint.get("fingerprint")
     changes = ["the checkpoint has no run fingerprint (written by an older ictp)"] if old is None else []
     changes += differences(old or {}, fingerprint) if old is not None else []

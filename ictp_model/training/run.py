@@ -12,6 +12,7 @@ import torch
 import yaml
 
 from ictp_model.data.dataset import GraphDataset, InMemoryDataset
+from ictp_model.data.graph import collate
 from ictp_model.data.io import DataError, Keys, Sample, label_summary, read_samples
 from ictp_model.data.preprocess import is_preprocessed, read_statistics
 from ictp_model.data.shards import ShardedDataset
@@ -20,14 +21,16 @@ from ictp_model.device import check_device
 from ictp_model.files import atomic_text
 from ictp_model.model.build import build_model
 from ictp_model.model.config import ModelConfig, resolve_config
-from ictp_model.model.io import load_model
+from ictp_model.model.io import load_model, save_model
+from ictp_model.model.potential import compute_properties, species_index
 
 from .config import ConfigError, TrainConfig
-from .distributed import SINGLE, Ranks, barrier, broadcast
-from .loop import evaluate, fit
+from .distributed import SINGLE, Ranks, barrier, broadcast, part
+from .loop import evaluate, fit, refits_shift
 from .metrics import format_table
 from .provenance import Existing, decide_start, remove_run_files
 from .runlog import RunLog
+from .shift import ShiftFit, apply_shift
 
 
 @dataclass
@@ -114,12 +117,12 @@ def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks, log: 
     """Every rank reads the files (each epoch's batches draw from all of them); the statistics
     are computed on rank 0 and shared."""
     splits = load_splits(config)
-    for name, part in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
-        if part:
-            log(f"labels ({name}): {label_summary(part)}")
+    for name, subset in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
+        if subset:
+            log(f"labels ({name}): {label_summary(subset)}")
     elements = model_values.get("elements") or elements_in(splits.train + splits.valid + splits.test)
-    for part in (splits.train, splits.valid, splits.test):
-        check_elements(part, elements)
+    for subset in (splits.train, splits.valid, splits.test):
+        check_elements(subset, elements)
     cutoff = resolve_config({**model_values, "elements": elements}).cutoff
     dtype = getattr(torch, config.model_dtype[0])
     train = InMemoryDataset.from_samples(splits.train, cutoff, dtype)
@@ -231,7 +234,35 @@ def run_training(
     state = fit(model, data.train, data.valid, config, output_dir, log, start.checkpoint, ranks, start.fingerprint)
     log(f"trained {state.epoch} epochs; best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch}")
     barrier(ranks)  # model.pt is complete before any rank reads it
+    if refits_shift(config):
+        refit_saved_shift(output_dir / "model.pt", data.train, config, log, ranks)
     return report(config, data, state, log, ranks)
+
+
+def refit_saved_shift(
+    path: Path, train: GraphDataset, config: TrainConfig, log: Callable[[str], None], ranks: Ranks
+) -> None:
+    """Solve the energy-shift least squares (see .shift) exactly for the saved model on the training
+    set, so that no constant energy offset is left in it."""
+    model = load_model(path, config.device)
+    fit = ShiftFit(len(model.config.elements), config.loss["energy_mode"])
+    mine = part(list(range(len(train))), ranks)
+    for start in range(0, len(mine), config.valid_batch_size):
+        batch = collate([train[i] for i in mine[start : start + config.valid_batch_size]])
+        batch = batch.to(model.embedding.device, model.embedding.dtype)
+        out = compute_properties(model, batch, forces=False)
+        fit.add(batch, species_index(model.z_to_index, batch.numbers), out["energy"])
+    delta = fit.solve(ranks)
+    if delta is None:
+        return
+    apply_shift([model], delta)
+    log(
+        "energy shift refit on the training set (eV): "
+        + ", ".join(f"{e} {d:+.3g}" for e, d in zip(model.config.elements, delta.tolist()))
+    )
+    if ranks.is_main:
+        save_model(model, path)
+    barrier(ranks)
 
 
 def prepare(config: TrainConfig, log: Callable[[str], None], ranks: Ranks) -> tuple[PreparedData, ModelConfig]:

@@ -5,6 +5,7 @@ import torch
 
 from ictp_model.data.graph import graph_from_atoms
 from ictp_model.model import build_model, compute_properties, load_model, save_model
+from ictp_model.model.io import FORMAT_VERSION
 
 from .structures import evaluate, organic_molecule, small_model, triclinic_cell
 
@@ -28,7 +29,7 @@ def test_save_and_load_round_trip(tmp_path):
     path = tmp_path / "model.pt"
     save_model(model, path)
     payload = torch.load(path, weights_only=True)
-    assert payload["format"] == "ictp-model" and payload["format_version"] == 1
+    assert payload["format"] == "ictp-model" and payload["format_version"] == FORMAT_VERSION == 2
     assert payload["config"]["variant"] == "sym+lt"
     loaded = load_model(path)
     for atoms in (organic_molecule(), triclinic_cell()):

@@ -103,6 +103,7 @@ def _ictp(args: list[str], processes: int, cwd) -> None:
         ]  # fmt: skip
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "terminate called" not in result.stderr, result.stderr[-3000:]
 
 
 def _log(folder) -> np.ndarray:

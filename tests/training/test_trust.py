@@ -211,3 +211,25 @@ def test_train_help_lists_the_keys_their_defaults_and_the_presets(capsys):
         "forces               10.0",
     ):
         assert text in out
+
+
+def test_checkpoints_of_the_previous_weight_format_are_not_resumed(emt_files, tmp_path):  # noqa: F811
+    folder = tmp_path / "run"
+    _train(tiny_config(emt_files, folder, max_epochs=1))
+    checkpoint = torch.load(folder / "checkpoint_last.pt", weights_only=True)
+    checkpoint["model"]["format_version"] = 1
+    torch.save(checkpoint, folder / "checkpoint_last.pt")
+    with pytest.raises(ConfigError, match="format version 1.*--restart"):
+        _train(tiny_config(emt_files, folder, max_epochs=2), Existing.RESUME)
+
+
+def test_a_diverging_run_stops_with_an_error_and_keeps_its_last_finite_state(emt_files, tmp_path, capsys):  # noqa: F811
+    folder = tmp_path / "run"
+    values = tiny_values(emt_files / "train.xyz", max_epochs=3, lr=1e30, clip_grad=None, output_dir=str(folder))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(values))
+    assert main(["train", str(tmp_path / "c.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged in epoch" in err and "Lower lr" in err
+    if (folder / "checkpoint_last.pt").exists():  # only finite epochs were written
+        state = torch.load(folder / "checkpoint_last.pt", weights_only=True)["model"]["state_dict"]
+        assert all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point())

@@ -170,7 +170,7 @@ def check_label_keys(samples: Iterator[Sample], path) -> Iterator[Sample]:
             if seen[0] != key:
                 raise DataError(
                     f"{_where(path, sample.frame, key)}: {quantity} read from '{key}' here but from '{seen[0]}' "
-                    f"in frame {seen[1]}; set {quantity if quantity != 'stress' else 'stress'}_key to say which"
+                    f"in frame {seen[1]}; set {quantity}_key to say which"
                 )
         yield sample
 

@@ -22,8 +22,10 @@ from .config import ConfigError, TrainConfig
 # may differ between a run and its continuation: they change neither the data, nor the model,
 # nor any step of the optimisation already done
 CONTINUATION_KEYS = ("max_epochs", "max_time", "progress", "device", "output_dir", "patience")
-RUN_FILES = ("checkpoint_last.pt", "model.pt", "config.yaml", "log.csv", "metrics.json", "train.log")
-RUN_PLOTS = ("learning_curve.png", "parity.png")
+RUN_FILES = (
+    "checkpoint_last.pt", "model.pt", "config.yaml", "log.csv", "metrics.json", "train.log",
+    "learning_curve.png", "parity.png",
+)  # fmt: skip
 
 
 class Existing(Enum):
@@ -104,7 +106,7 @@ def decide_start(config: TrainConfig, existing: Existing) -> Start:
     """Check output_dir against this run; raises ConfigError before anything is written."""
     folder = Path(config.output_dir)
     fingerprint = run_fingerprint(config)
-    present = [name for name in RUN_FILES + RUN_PLOTS if (folder / name).exists()]
+    present = [name for name in RUN_FILES if (folder / name).exists()]
     if not present:
         return Start(None, fingerprint, [], False)
     if existing is Existing.RESTART:
@@ -137,7 +139,7 @@ def decide_start(config: TrainConfig, existing: Existing) -> Start:
 
 def remove_run_files(folder: Path) -> None:
     """The old run's outputs (a --restart), so that none of them outlives the new run's start."""
-    for name in RUN_FILES + RUN_PLOTS:
+    for name in RUN_FILES:
         path = folder / name
         if path.exists():
             path.unlink()

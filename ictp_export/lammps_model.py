@@ -1,14 +1,14 @@
 """The module that `pair_style ictp` runs through libtorch: the one documented interface.
 
 Attributes (read by the C++ side after torch::jit::load):
-    format_version (int)   this interface's version, currently 1
+    format_version (int)   this interface's version, currently 2 (1: no memory_mb argument)
     cutoff (float)         radial cutoff r_c in Å
     num_layers (int)       message-passing layers T; ghost atoms must reach T · r_c
     elements (List[str])   chemical symbols in the model's species order
     dtype (str)            "float64" or "float32": the precision the network runs in
     config (str)           the model's hyperparameters as JSON (for provenance)
 
-forward(positions, species, edge_index, shifts, receivers, compute_virial) -> Dict[str, Tensor]
+forward(positions, species, edge_index, shifts, receivers, compute_virial, memory_mb) -> Dict[str, Tensor]
     positions   (N, 3)     float64   the atoms that take part (Å), ordered by their distance in
                                      layers from the local atoms: local atoms first (level 0),
                                      then ghosts of level 1 (within r_c of a local atom), …, up to
@@ -22,6 +22,9 @@ forward(positions, species, edge_index, shifts, receivers, compute_virial) -> Di
     receivers   List[int]            receivers[t] = number of atoms of level <= T - 1 - t: the
                                      atoms that layer t must update; receivers[-1] = local atoms
     compute_virial bool              also return the virials
+    memory_mb   float                working-memory budget (MiB) of the evaluation: atoms are
+                                     processed in chunks of receivers whose edges fit in it
+                                     (ictp_model.model.bounded); <= 0 takes DEFAULT_MEMORY_MB
   returns (all float64):
     energy      ()          Σ of the per-atom energies of the local atoms (eV)
     node_energy (nlocal,)   per-atom energies of the local atoms (eV)
@@ -32,8 +35,10 @@ forward(positions, species, edge_index, shifts, receivers, compute_virial) -> Di
 With receivers = [N] * T and nlocal = N, every atom is updated in every layer: that is also a
 valid call (used by the tests on plain graphs).
 
-Forces and virials come from the same edge-gradient formulas as the Python path
-(:mod:`ictp_model.model.potential`), so LAMMPS and the ASE calculator share one derivation.
+Edge vectors are formed in float64 and only then cast to the model's dtype, so a float32 model
+keeps their low bits in a box far from the origin.  Forces and virials come from the same
+edge-gradient formulas as the Python path (:mod:`ictp_model.model.potential`), so LAMMPS and the
+ASE calculator share one derivation.
 """
 
 import json
@@ -41,10 +46,11 @@ import json
 import torch
 from torch import Tensor
 
+from ictp_model.model.bounded import BoundedEvaluation
 from ictp_model.model.network import ICTPNetwork
-from ictp_model.model.potential import edge_gradients, edge_virials, forces_from_edges
+from ictp_model.model.potential import edge_virials, forces_from_edges
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class LAMMPSModel(torch.nn.Module):
@@ -53,7 +59,7 @@ class LAMMPSModel(torch.nn.Module):
     def __init__(self, network: ICTPNetwork):
         super().__init__()
         config = network.config
-        self.network = network
+        self.evaluation = BoundedEvaluation(network)  # holds the network
         self.format_version = FORMAT_VERSION
         self.cutoff = float(config.cutoff)
         self.num_layers = int(config.layers)
@@ -69,20 +75,21 @@ class LAMMPSModel(torch.nn.Module):
         shifts: Tensor,
         receivers: list[int],
         compute_virial: bool,
+        memory_mb: float = 0.0,
     ) -> dict[str, Tensor]:
-        dtype = self.network.embedding.dtype
-        pos = positions.to(dtype)
-        vectors = pos.index_select(0, edge_index[1]) - pos.index_select(0, edge_index[0]) + shifts.to(dtype)
-        vectors = vectors.detach().requires_grad_(True)
-        node_energy = self.network(species, edge_index, vectors, receivers)
-        gradients = edge_gradients(node_energy, vectors, create_graph=False)
+        dtype = self.evaluation.network.embedding.dtype
+        positions = positions.double()
+        vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts.double()
+        vectors = vectors.to(dtype)
+        max_edges = self.evaluation.chunk_edges(memory_mb)
+        node_energy, gradients = self.evaluation(species, edge_index, vectors, receivers, max_edges)
         out = {
             "energy": node_energy.sum().detach().double(),
             "node_energy": node_energy.detach().double(),
             "forces": forces_from_edges(gradients, edge_index, positions.shape[0]).double(),
         }
         if compute_virial:
-            per_edge = edge_virials(gradients, vectors.detach()).double()
+            per_edge = edge_virials(gradients, vectors).double()
             atom_virial = torch.zeros(positions.shape[0], 3, 3, dtype=torch.float64, device=positions.device)
             atom_virial = atom_virial.index_add(0, edge_index[0], 0.5 * per_edge).index_add(
                 0, edge_index[1], 0.5 * per_edge

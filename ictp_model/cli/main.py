@@ -97,7 +97,10 @@ def _md(args: argparse.Namespace, extra: list[str]) -> int:
     except Exception as exc:
         raise ValueError(f"{args.structure}: cannot read the structure ({type(exc).__name__}: {exc})") from exc
     atoms.calc = ICTPCalculator(
-        args.model if len(args.model) > 1 else args.model[0], device=args.device, dtype=args.dtype
+        args.model if len(args.model) > 1 else args.model[0],
+        device=args.device,
+        dtype=args.dtype,
+        memory_mb=args.memory,
     )
     settings = MDSettings(
         ensemble=args.ensemble, temperature=args.temperature, timestep=args.timestep, steps=args.steps,
@@ -164,6 +167,12 @@ def config_help() -> str:
     return "\n".join(lines)
 
 
+MEMORY_HELP = (
+    "working-memory budget of one evaluation in MiB (default 0: 1024); a structure whose edges do not fit is "
+    "evaluated in chunks of atoms, with the same results"
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictp", description="Irreducible Cartesian tensor potentials")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--batch-size", type=int, default=10)
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", help="write the metrics (meV units) to this JSON file")
+    ev.add_argument("--memory", type=float, default=0.0, help=MEMORY_HELP)
     ev.add_argument(
         "--write-predictions", help="write the structures with ICTP_energy/ICTP_forces/ICTP_stress to this extxyz file"
     )
@@ -237,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=int, default=0)
     md.add_argument("--device", default="cpu")
     md.add_argument("--dtype", choices=["float32", "float64"], default=None)
+    md.add_argument("--memory", type=float, default=0.0, help=MEMORY_HELP)
     md.set_defaults(func=_md)
 
     export = sub.add_parser("export", help="export a model to TorchScript for LAMMPS (pair_style ictp)")

@@ -19,6 +19,8 @@ from torch import Tensor
 
 from ictp_model.data.graph import AtomicGraph
 
+from .bounded import BoundedEvaluation
+
 
 def species_index(z_to_index: Tensor, numbers: Tensor) -> Tensor:
     """Atomic numbers (N,) -> the model's species indices (N,).
@@ -72,6 +74,7 @@ def compute_properties(
     forces: bool = True,
     stress: bool = False,
     training: bool = False,
+    memory_mb: Optional[float] = None,
 ) -> dict[str, Tensor]:
     """Energies and their derivatives for a (batched) graph.
 
@@ -80,6 +83,9 @@ def compute_properties(
         stress: also return virial (G, 3, 3) and stress (G, 3, 3); the stress is zero for
             structures without a finite cell volume.
         training: keep the graph of forces/stress so that a loss on them can be differentiated.
+        memory_mb: evaluate in bounded memory (:mod:`.bounded`) within this working-memory
+            budget in MiB (<= 0: its default); the same numbers, for systems of any size.  Not
+            with training (its loss needs second derivatives).
 
     Returns:
         dict with node_energy (N,), energy (G,) and, as asked, forces, virial, stress.
@@ -89,20 +95,24 @@ def compute_properties(
     species = species_index(network.z_to_index, graph.numbers)
     vectors = edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
     need_grad = forces or stress
-    if need_grad:
-        vectors = vectors.detach().requires_grad_(True)
-    node_energy = network(species, graph.edge_index, vectors)
+    if memory_mb is not None and need_grad and not training:
+        evaluation = BoundedEvaluation(network)
+        node_energy, g = evaluation(species, graph.edge_index, vectors, None, evaluation.chunk_edges(memory_mb))
+    else:
+        if need_grad:
+            vectors = vectors.detach().requires_grad_(True)
+        node_energy = network(species, graph.edge_index, vectors)
+        g = edge_gradients(node_energy, vectors, create_graph=training) if need_grad else vectors
     energy = torch.zeros(graph.num_graphs, dtype=dtype, device=node_energy.device)
     out = {"node_energy": node_energy, "energy": energy.index_add(0, graph.batch, node_energy)}
     if not need_grad:
         return out
-    g = edge_gradients(node_energy, vectors, create_graph=training)
     if forces:
         out["forces"] = forces_from_edges(g, graph.edge_index, graph.num_nodes)
     if stress:
         edge_graph = graph.batch.index_select(0, graph.edge_index[0])
         virial = torch.zeros(graph.num_graphs, 3, 3, dtype=dtype, device=g.device)
-        virial = virial.index_add(0, edge_graph, edge_virials(g, vectors))
+        virial = virial.index_add(0, edge_graph, edge_virials(g, vectors.detach()))
         volume = torch.linalg.det(graph.cell).abs()
         safe = torch.where(volume > 1e-12, volume, torch.ones_like(volume))
         out["virial"] = virial

@@ -92,10 +92,12 @@ def evaluate(
     stress: bool = False,
     ranks: Ranks = SINGLE,
     keep_predictions: int = 0,
+    memory_mb: Optional[float] = None,
 ) -> tuple[float, ErrorAccumulator, list[dict]]:
     """Loss and errors over a data set, each rank taking its part; the loss and the errors are
     summed over ranks. Also returns the predictions and labels of this rank's first
-    ``keep_predictions`` structures, in order."""
+    ``keep_predictions`` structures, in order.  memory_mb: see compute_properties (`ictp eval`
+    on large structures; validation during training keeps the plain path)."""
     sums = {t: 0.0 for t in LOSS_TERMS}
     counts = {t: 0.0 for t in LOSS_TERMS}
     errors, predictions = ErrorAccumulator(), []
@@ -104,7 +106,7 @@ def evaluate(
     for start in range(0, len(mine), config.valid_batch_size):
         indices = mine[start : start + config.valid_batch_size]
         batch = _device_batch(dataset, indices, model)
-        out = compute_properties(model, batch, forces=True, stress=with_stress)
+        out = compute_properties(model, batch, forces=True, stress=with_stress, memory_mb=memory_mb)
         for name, (value, count) in loss_terms(out, batch, config.loss).items():
             sums[name] += float(value.detach())
             counts[name] += float(count)

@@ -26,7 +26,7 @@ def model_and_export(tmp_path_factory):
 
 def test_attributes(model_and_export):
     model, exported = model_and_export
-    assert exported.format_version == 1 and exported.cutoff == model.cutoff and exported.num_layers == 2
+    assert exported.format_version == 2 and exported.cutoff == model.cutoff and exported.num_layers == 2
     assert list(exported.elements) == ["H", "C", "N", "O"] and exported.dtype == "float64"
 
 

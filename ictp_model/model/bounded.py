@@ -1,0 +1,229 @@
+"""Per-atom energies and edge gradients in bounded memory: the evaluation path for large systems.
+
+The plain path (network forward, then autograd) keeps every per-edge, per-channel, per-path
+intermediate of every layer for the force pass, E × C × P × d floats.  Here only each layer's node
+features h^(t) are kept (N × C × d per layer), and ∂E/∂r_ij is formed layer by layer, backward,
+over chunks of receiving atoms:
+
+    forward   h^(t) = layer_t(h^(t-1), edges), chunk by chunk, without autograd
+    backward  for t = T-1 … 0 and each chunk of receivers: recompute that chunk of layer t with
+              autograd on and differentiate
+                  L = s · Σ_chunk readout_t(h^(t)) + Σ_chunk ⟨h^(t), λ^(t)⟩
+              with respect to its edge vectors (added to g) and its senders' h^(t-1) (added to
+              λ^(t-1)),
+
+where λ^(t) = ∂E/∂h^(t) through the layers after t.  Summed over layers and chunks this is exactly
+the plain path's g_ij = ∂E/∂r_ij (only the order of floating-point sums differs), so forces and
+virials follow from :mod:`.potential` unchanged.  Peak memory is the node features plus one
+chunk's working set, which the memory budget bounds.  Training keeps the plain path (its loss
+needs the second derivatives through the forces).
+
+TorchScript-compatible: the LAMMPS export scripts :class:`BoundedEvaluation`.
+"""
+
+import math
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .network import ICTPNetwork
+
+#: working-memory budget per evaluation when none is given (MiB): small systems fit in one chunk
+DEFAULT_MEMORY_MB = 1024.0
+
+
+def bytes_per_edge(network: ICTPNetwork) -> float:
+    """An upper estimate of the working memory one edge of the costliest layer needs when it is
+    recomputed with autograd (the messages, their weights and the backward's copies of them)."""
+    size = 8 if network.embedding.dtype == torch.float64 else 4
+    channels = int(network.config.channels)
+    worst = 0.0
+    for layer in network.layers:
+        conv = layer.conv
+        d_in = conv.d_in
+        per_block = [p * d for p, d in zip(conv.block_paths, conv.block_dims)]
+        floats = channels * d_in + sum(
+            d_in * q + 4 * channels * q + channels * p for q, p in zip(per_block, conv.block_paths)
+        )
+        worst = max(worst, float(floats))
+    return 2.0 * size * worst  # the backward holds about as much again as the forward
+
+
+class BoundedEvaluation(nn.Module):
+    """(species, edge_index, vectors[, receivers]) -> (per-atom energies, g = ∂E/∂vectors) with at
+    most ``max_edges`` edges per chunk.
+
+    Same arguments and ordering rules as :meth:`ICTPNetwork.forward`: edges sorted by centre, and
+    with ``receivers`` layer t updates the first receivers[t] atoms.  Shapes: species (N,),
+    edge_index (2, E), vectors (E, 3) -> (receivers[-1] or N,), (E, 3).
+    """
+
+    def __init__(self, network: ICTPNetwork):
+        super().__init__()
+        self.network = network
+        self.num_layers = len(network.layers)
+        self.bytes_per_edge = bytes_per_edge(network)
+        self.default_memory_mb = DEFAULT_MEMORY_MB
+
+    def chunk_edges(self, memory_mb: float) -> int:
+        """The edges per chunk that fit in memory_mb MiB (<= 0: DEFAULT_MEMORY_MB)."""
+        budget = memory_mb if memory_mb > 0 else self.default_memory_mb
+        return max(1, int(math.floor(budget * 1048576.0 / self.bytes_per_edge)))
+
+    def forward(
+        self,
+        species: Tensor,
+        edge_index: Tensor,
+        vectors: Tensor,
+        receivers: Optional[list[int]],
+        max_edges: int,
+    ) -> tuple[Tensor, Tensor]:
+        if edge_index.shape[1] <= max_edges:  # everything in one chunk: the plain path, as fast
+            return self._plain(species, edge_index, vectors, receivers)
+        centres = edge_index[0]
+        if bool((centres[1:] < centres[:-1]).any()):  # chunks need the edges sorted by centre
+            order = torch.argsort(centres, stable=True)
+            energy, g = self._sorted(species, edge_index[:, order], vectors[order], receivers, max_edges)
+            return energy, torch.zeros_like(g).index_copy(0, order, g)
+        return self._sorted(species, edge_index, vectors, receivers, max_edges)
+
+    def _sorted(
+        self,
+        species: Tensor,
+        edge_index: Tensor,
+        vectors: Tensor,
+        receivers: Optional[list[int]],
+        max_edges: int,
+    ) -> tuple[Tensor, Tensor]:
+        counts: list[int] = [species.shape[0]] * self.num_layers if receivers is None else receivers
+        offsets = [self._edge_offsets(edge_index, n) for n in counts]  # per layer (R_t + 1,), on CPU
+        chunks = [_chunks(o, max_edges) for o in offsets]
+        features = self._features(species, edge_index, vectors, chunks)
+        return self._energy_and_gradients(species, edge_index, vectors, counts, chunks, features)
+
+    def _plain(
+        self, species: Tensor, edge_index: Tensor, vectors: Tensor, receivers: Optional[list[int]]
+    ) -> tuple[Tensor, Tensor]:
+        vectors = vectors.detach().requires_grad_(True)
+        node_energy = self.network(species, edge_index, vectors, receivers)
+        grads = torch.autograd.grad([node_energy.sum()], [vectors], allow_unused=True)
+        g = grads[0]
+        return node_energy.detach(), torch.zeros_like(vectors) if g is None else g
+
+    def _edge_features(self, vectors: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.network.edge_features(vectors)
+        return features[0], features[1]
+
+    def _edge_offsets(self, edge_index: Tensor, num_receivers: int) -> Tensor:
+        """offsets[r] = the first edge centred on receiver r; offsets[R] = the layer's edge count."""
+        bounds = torch.arange(num_receivers + 1, dtype=edge_index.dtype, device=edge_index.device)
+        return torch.searchsorted(edge_index[0].contiguous(), bounds).cpu()
+
+    def _features(
+        self,
+        species: Tensor,
+        edge_index: Tensor,
+        vectors: Tensor,
+        chunks: list[list[list[int]]],
+    ) -> list[list[Tensor]]:
+        """The inputs of every layer, without autograd: [h^(0), …, h^(T-1)], h^(0) the embedding
+        (N, C, 1) and h^(t+1) blocks (R_t, C, d).  The last layer's output is not needed: the
+        backward recomputes each layer from its input."""
+        net = self.network
+        with torch.no_grad():
+            h: list[Tensor] = [(net.embedding * net.embedding_norm).index_select(0, species).unsqueeze(-1)]
+            features: list[list[Tensor]] = [h]
+            for t, layer in enumerate(net.layers):
+                if t < self.num_layers - 1:  # (no break: TorchScript unrolls loops over modules)
+                    outputs: list[list[Tensor]] = []
+                    for chunk in chunks[t]:
+                        nodes, local_edges = _local_graph(edge_index, chunk, h[0].shape[0])
+                        harmonics, radial = self._edge_features(vectors[chunk[2] : chunk[3]])
+                        h_local = [x.index_select(0, nodes) for x in h]
+                        out = layer(
+                            h_local, species.index_select(0, nodes), harmonics, radial, local_edges, chunk[1] - chunk[0]
+                        )
+                        outputs.append(out)
+                    h = [torch.cat([o[k] for o in outputs], dim=0) for k in range(len(outputs[0]))]
+                    features.append(h)
+        return features
+
+    def _energy_and_gradients(
+        self,
+        species: Tensor,
+        edge_index: Tensor,
+        vectors: Tensor,
+        counts: list[int],
+        chunks: list[list[list[int]]],
+        features: list[list[Tensor]],
+    ) -> tuple[Tensor, Tensor]:
+        net = self.network
+        num_out = counts[-1]
+        energy = torch.zeros(num_out, dtype=vectors.dtype, device=vectors.device)
+        g = torch.zeros_like(vectors)
+        adjoint: list[Tensor] = []  # λ^(t+1) = ∂E/∂h^(t+1) through the later layers; none after the last
+        # TorchScript cannot index a ModuleList by a variable nor reverse it: visit layers T-1 … 0 by
+        # scanning for the one wanted (T is 2 or 3, so the scans cost nothing)
+        for wanted in range(self.num_layers - 1, -1, -1):
+            for t, (layer, readout) in enumerate(zip(net.layers, net.readouts)):
+                if t == wanted:
+                    inputs = features[t]
+                    scalar = net.scalar_index[t]
+                    previous = [torch.zeros_like(x) for x in inputs] if t > 0 else []
+                    for chunk in chunks[t]:
+                        r0, r1, e0, e1 = chunk[0], chunk[1], chunk[2], chunk[3]
+                        nodes, local_edges = _local_graph(edge_index, chunk, inputs[0].shape[0])
+                        v = vectors[e0:e1].detach().requires_grad_(True)
+                        harmonics, radial = self._edge_features(v)
+                        h_local = [x.index_select(0, nodes).detach().requires_grad_(t > 0) for x in inputs]
+                        out = layer(h_local, species.index_select(0, nodes), harmonics, radial, local_edges, r1 - r0)
+                        n_out = max(0, min(r1, num_out) - r0)
+                        site = net.scale * readout(out[scalar].squeeze(-1))[:n_out]
+                        energy[r0 : r0 + n_out] += site.detach()
+                        objective = site.sum()
+                        for k in range(len(adjoint)):
+                            objective = objective + (out[k] * adjoint[k][r0:r1]).sum()
+                        wrt = [v] + h_local if t > 0 else [v]
+                        grads = torch.autograd.grad([objective], wrt, allow_unused=True)
+                        dv = grads[0]
+                        if dv is not None:
+                            g[e0:e1] += dv
+                        for k in range(len(previous)):
+                            dh = grads[k + 1]
+                            if dh is not None:
+                                previous[k].index_add_(0, nodes, dh)
+                    adjoint = previous
+        offsets = (net.atomic_energies + net.energy_shift).to(energy.dtype)
+        return energy + offsets.index_select(0, species[:num_out]), g
+
+
+def _chunks(offsets: Tensor, max_edges: int) -> list[list[int]]:
+    """Consecutive receiver ranges [r0, r1) whose edges [e0, e1) number at most max_edges (or one
+    receiver, if it alone has more).  offsets: (R + 1,) on CPU -> [[r0, r1, e0, e1], ...]."""
+    num_receivers = offsets.shape[0] - 1
+    out: list[list[int]] = []
+    r0 = 0
+    while r0 < num_receivers:
+        e0 = int(offsets[r0])
+        limit = torch.tensor([e0 + max_edges], dtype=offsets.dtype)
+        r1 = int(torch.searchsorted(offsets, limit, right=True)[0]) - 1
+        r1 = min(max(r1, r0 + 1), num_receivers)
+        out.append([r0, r1, e0, int(offsets[r1])])
+        r0 = r1
+    return out
+
+
+def _local_graph(edge_index: Tensor, chunk: list[int], num_nodes: int) -> tuple[Tensor, Tensor]:
+    """The atoms a chunk needs, its receivers first, and its edges in those local indices."""
+    r0, r1, e0, e1 = chunk[0], chunk[1], chunk[2], chunk[3]
+    device = edge_index.device
+    senders = edge_index[1, e0:e1]
+    needed = torch.zeros(num_nodes, dtype=torch.bool, device=device)
+    needed[senders] = True
+    needed[r0:r1] = False
+    receivers = torch.arange(r0, r1, dtype=edge_index.dtype, device=device)
+    nodes = torch.cat([receivers, torch.nonzero(needed).flatten()])
+    local = torch.full((num_nodes,), -1, dtype=edge_index.dtype, device=device)
+    local[nodes] = torch.arange(nodes.shape[0], dtype=edge_index.dtype, device=device)
+    return nodes, torch.stack([edge_index[0, e0:e1] - r0, local.index_select(0, senders)])

@@ -24,11 +24,12 @@ def molecule(path: str | None = None) -> Atoms:
     return read(path, index=0)
 
 
-def bcc_cell(repeat: int, a: float = 3.2, seed: int = 0) -> Atoms:
-    """A rattled bcc cell of 2·repeat³ atoms with random species among ELEMENTS."""
+def bcc_cell(repeat, a: float = 3.2, seed: int = 0) -> Atoms:
+    """A rattled bcc cell of 2·repeat³ atoms (or 2·r1·r2·r3 for a triple) with random species
+    among ELEMENTS."""
     rng = np.random.default_rng(seed)
     base = Atoms("H2", scaled_positions=[[0, 0, 0], [0.5, 0.5, 0.5]], cell=np.eye(3) * a, pbc=True)
-    atoms = base.repeat((repeat,) * 3)
+    atoms = base.repeat((repeat,) * 3 if isinstance(repeat, int) else tuple(repeat))
     atoms.set_chemical_symbols(rng.choice(ELEMENTS, size=len(atoms)).tolist())
     atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
     return atoms

@@ -4,6 +4,11 @@ ASE path on the same systems, with peak memory per rank.
     python benchmarks/lammps_speed.py [--molecule ../shared/data/3bpa/train_300K.xyz]
         [--systems molecule27,bcc128,bcc1024,bcc8192] [--channels 32] [--max-rank 1] [--edge-rank 2]
 
+    # large-scale MD at the paper's default size: memory per atom (slope between sizes) of the
+    # bounded evaluation (pair_style ictp memory M) and of the plain one where it fits
+    python benchmarks/lammps_speed.py --channels 64 --max-rank 2 --edge-rank 3 --no-ase \
+        --systems bcc1024,bcc8192,bcc32768,bcc131072 --dtypes float32 --ranks 1 --plain-up-to 1024
+
 The model is an untrained ICTP model (speed does not depend on the weights) of the given size;
 periodic cells are rattled bcc lattices (a = 3.2 Å, r_c = 5 Å: ~26 neighbours per atom) with
 random H/C/N/O species.  LAMMPS runs NVE at 300 K with dt = 0.5 fs: a short warm-up run, then a
@@ -25,7 +30,10 @@ sys.path.insert(0, str(HERE))
 
 from common import ELEMENTS, bcc_cell, molecule  # noqa: E402
 
-STEPS = {"molecule27": 400, "bcc128": 60, "bcc1024": 10, "bcc8192": 3}
+STEPS = {"molecule27": 400, "bcc128": 60, "bcc1024": 10, "bcc8192": 3, "bcc32768": 1, "bcc131072": 1}
+REPEATS = {"bcc128": 4, "bcc1024": 8, "bcc8192": 16, "bcc32768": (32, 32, 16), "bcc131072": (64, 32, 32)}
+#: `memory` of the plain evaluation: a budget no system reaches, so it never chunks
+UNBOUNDED_MB = 1e9
 
 
 def build_system(name: str, molecule_path):
@@ -34,11 +42,13 @@ def build_system(name: str, molecule_path):
         atoms.center(vacuum=12.0)
         atoms.pbc = False
         return atoms
-    repeat = {"bcc128": 4, "bcc1024": 8, "bcc8192": 16}[name]
-    return bcc_cell(repeat)
+    return bcc_cell(REPEATS[name])
 
 
-def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: int) -> str:
+def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: int, memory_mb: float) -> str:
+    # TorchScript specialises during the first three calls: keep them out of the timing, except for
+    # the largest cells, where one timed step after the setup's evaluation is all there is time for
+    warmup = ["run 5"] if steps > 1 else []
     return "\n".join(
         [
             "units metal",
@@ -47,14 +57,14 @@ def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: in
             f"boundary {'p p p' if periodic else 's s s'}",
             f"read_data {data}",
             f"plugin load {plugin}",
-            "pair_style ictp",
+            f"pair_style ictp memory {memory_mb:g}" if memory_mb > 0 else "pair_style ictp",
             f"pair_coeff * * {model} {' '.join(ELEMENTS)}",
             "neighbor 1.0 bin",
             "timestep 0.0005",
             "velocity all create 300.0 12345 mom yes",
             "fix nve all nve",
             "thermo 1000",
-            "run 5",  # TorchScript specialises during the first three calls: keep them out of the timing
+            *warmup,
             f"run {steps}",
         ]
     )
@@ -72,6 +82,7 @@ def run_lammps(ranks: int, script: Path, threads: int, preload: bool) -> dict:
     text = result.stdout + result.stderr
     perf = re.findall(r"Performance: .*?([\d.]+) timesteps/s, ([\d.]+) (k|M)?atom-step/s", text)
     rss = re.findall(r"MAXRSS (\d+)", text)
+    reported = re.findall(r"Per MPI rank memory allocation \(min/avg/max\) = [\d.]+ \| [\d.]+ \| ([\d.]+) Mbytes", text)
     if result.returncode != 0 or not perf:
         tail = [line for line in text.splitlines() if "ERROR" in line or "Killed" in line or "memory" in line.lower()]
         return {"error": (tail or text.splitlines()[-1:] or ["?"])[-1][:80]}
@@ -81,6 +92,7 @@ def run_lammps(ranks: int, script: Path, threads: int, preload: bool) -> dict:
         "steps_per_s": float(steps_per_s),
         "atom_steps_per_s": float(atom_steps) * scale,
         "peak_rss_mb": int(rss[-1]) / 1024,
+        "lammps_mb": float(reported[-1]) if reported else float("nan"),
     }
 
 
@@ -127,6 +139,15 @@ def main() -> None:
     parser.add_argument("--edge-rank", type=int, default=2)
     parser.add_argument("--correlation", type=int, default=3)
     parser.add_argument("--no-ase", action="store_true")
+    parser.add_argument("--memory", type=float, default=0.0, help="pair_style ictp memory (MiB); 0: the default")
+    parser.add_argument(
+        "--plain-up-to",
+        type=int,
+        default=0,
+        help="also run the plain (unchunked) evaluation on systems up to this size",
+    )
+    parser.add_argument("--threads", type=int, default=0, help="threads per rank (default: 2 / ranks)")
+    parser.add_argument("--steps", type=int, default=0, help="timed steps (default: per system, see STEPS)")
     parser.add_argument(
         "--no-preload", action="store_true", help="run lmp without LD_PRELOAD of libtorch (see README: float64)"
     )
@@ -142,10 +163,13 @@ def main() -> None:
     print(
         f"# model: C={args.channels}, L={args.max_rank}, l_max={args.edge_rank}, nu={args.correlation}, 2 layers, r_c=5 A, sym"
     )
-    print(f"# 2 cores; 1 rank x 2 threads or 2 ranks x 1 thread; load average at start {os.getloadavg()[0]:.2f}")
+    threads = f"{args.threads} thread(s) per rank" if args.threads else "1 rank x 2 threads or 2 ranks x 1 thread"
+    print(f"# 2 cores; {threads}; load average at start {os.getloadavg()[0]:.2f}")
     print(
-        f"{'system':11} {'atoms':>6} {'dtype':8} {'engine':10} {'steps/s':>9} {'atom-steps/s':>13} {'peak RSS/rank MB':>17}"
+        f"{'system':11} {'atoms':>6} {'dtype':8} {'engine':16} {'steps/s':>9} {'atom-steps/s':>13}"
+        f" {'peak RSS/rank MB':>17} {'LAMMPS says MB':>15}"
     )
+    peaks: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for dtype in args.dtypes.split(","):
         torch.manual_seed(0)
         model = build_model(
@@ -165,24 +189,38 @@ def main() -> None:
 
             write(data, atoms, format="lammps-data", specorder=ELEMENTS, atom_style="atomic", masses=True)
             rows = []
-            for ranks in [int(r) for r in args.ranks.split(",")]:
-                script = work / f"in.{name}"
-                script.write_text(lammps_input(data, plugin, exported, atoms.pbc.any(), STEPS[name]))
-                rows.append(
-                    (f"lammps x{ranks}", run_lammps(ranks, script, threads=2 // ranks, preload=not args.no_preload))
-                )
+            steps = args.steps or STEPS[name]
+            modes = [("", args.memory)] + ([(" plain", UNBOUNDED_MB)] if len(atoms) <= args.plain_up_to else [])
+            for label, memory_mb in modes:
+                for ranks in [int(r) for r in args.ranks.split(",")]:
+                    script = work / f"in.{name}"
+                    script.write_text(lammps_input(data, plugin, exported, atoms.pbc.any(), steps, memory_mb))
+                    result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
+                    rows.append((f"lammps x{ranks}{label}", result))
+                    if "error" not in result:
+                        peaks.setdefault((dtype, f"x{ranks}{label}"), []).append((len(atoms), result["peak_rss_mb"]))
             if not args.no_ase:
-                rows.append(("ase", run_ase(atoms, model_path, max(2, STEPS[name] // 4), threads=2)))
+                rows.append(("ase", run_ase(atoms, model_path, max(2, steps // 4), threads=2)))
             for engine, r in rows:
                 if "error" in r:
-                    print(f"{name:11} {len(atoms):6d} {dtype:8} {engine:10} ERROR {r['error']}", flush=True)
+                    print(f"{name:11} {len(atoms):6d} {dtype:8} {engine:16} ERROR {r['error']}", flush=True)
                 else:
                     print(
-                        f"{name:11} {len(atoms):6d} {dtype:8} {engine:10} {r['steps_per_s']:9.3f} {r['atom_steps_per_s']:13.0f}"
-                        f" {r['peak_rss_mb']:17.0f}",
+                        f"{name:11} {len(atoms):6d} {dtype:8} {engine:16} {r['steps_per_s']:9.4f}"
+                        f" {r['atom_steps_per_s']:13.0f} {r['peak_rss_mb']:17.0f} {r.get('lammps_mb', float('nan')):15.1f}",
                         flush=True,
                     )
+    print_slopes(peaks)
     print(f"# load average at end {os.getloadavg()[0]:.2f}; files in {work}")
+
+
+def print_slopes(peaks: dict) -> None:
+    """Peak RSS per atom between consecutive sizes: what each added atom costs, fixed costs aside."""
+    print("# peak RSS per added atom (slope between consecutive sizes, kB/atom)")
+    for (dtype, engine), points in peaks.items():
+        points = sorted(points)
+        slopes = [f"{n0}->{n1}: {(m1 - m0) * 1024 / (n1 - n0):.1f}" for (n0, m0), (n1, m1) in zip(points, points[1:])]
+        print(f"#   {dtype} lammps {engine}: " + ("; ".join(slopes) or "one size only"))
 
 
 if __name__ == "__main__":

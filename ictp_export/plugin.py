@@ -81,8 +81,21 @@ def _build(root: Path, folder: Path, verbose: bool) -> None:
             raise RuntimeError(f"building the LAMMPS plugin failed: {' '.join(command)}\n{tail}")
 
 
-if __name__ == "__main__":
-    print(plugin_path(verbose="-v" in sys.argv))
+def graph_module():
+    """The pair style's C++ graph builder as a Python module (``build_graph``), built with the plugin
+    (needs pybind11): the tests check the code LAMMPS runs through it."""
+    import importlib.machinery
+    import importlib.util
+
+    folder = plugin_path().parent
+    found = sorted(folder.glob("ictp_graph*.so"))
+    if not found:
+        raise FileNotFoundError(f"ictp_graph is not built in {folder}: pybind11 was not found when it was configured")
+    loader = importlib.machinery.ExtensionFileLoader("ictp_graph", str(found[0]))
+    spec = importlib.util.spec_from_file_location("ictp_graph", found[0], loader=loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
 
 
 def libtorch_path() -> Path:
@@ -104,3 +117,7 @@ def lammps_environment(environ: "dict | None" = None) -> dict:
     preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p]
     env["LD_PRELOAD"] = ":".join([str(libtorch_path()), *preload])
     return env
+
+
+if __name__ == "__main__":
+    print(plugin_path(verbose="-v" in sys.argv))

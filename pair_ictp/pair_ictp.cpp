@@ -36,9 +36,6 @@ using namespace LAMMPS_NS;
 
 namespace {
 
-// as ictp_model.data.neighbours.MIN_DISTANCE: closer atoms are one atom written twice
-constexpr double MIN_DISTANCE = 0.1;
-
 // the interface of ictp_export/lammps_model.py this plugin reads: version 2 adds the memory budget
 constexpr int FORMAT_VERSION = 2;
 constexpr int OLDEST_FORMAT_VERSION = 1;
@@ -255,6 +252,19 @@ double PairICTP::init_one(int i, int j)
   return cutoff;
 }
 
+namespace {
+
+// LAMMPS' full neighbour list (local and ghost centres) in the form GraphBuilder reads
+struct LammpsList {
+  NeighList *list;
+  int size() const { return list->inum + list->gnum; }
+  int centre(int ii) const { return list->ilist[ii]; }
+  int count(int ii) const { return list->numneigh[list->ilist[ii]]; }
+  int neighbour(int ii, int jj) const { return list->firstneigh[list->ilist[ii]][jj] & NEIGHMASK; }
+};
+
+}    // namespace
+
 void PairICTP::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
@@ -263,81 +273,22 @@ void PairICTP::compute(int eflag, int vflag)
   int *type = atom->type;
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
-  const int ncentre = list->inum + list->gnum;
-  int *ilist = list->ilist;
-  int *numneigh = list->numneigh;
-  int **firstneigh = list->firstneigh;
-  const double cut2 = cutoff * cutoff;
-  const double min2 = MIN_DISTANCE * MIN_DISTANCE;
 
-  // A ghost that is an image of one of this rank's own atoms (always so on one rank) has that
-  // atom's features: it is replaced by its owner and the edge keeps the image's position through
-  // a shift vector.  Other ghosts (owned by other ranks) take part as atoms of their own.
-  owner.resize(nall);
-  for (int k = 0; k < nall; k++) {
-    owner[k] = k;
-    if (k >= nlocal && atom->map_style != Atom::MAP_NONE) {
-      int m = atom->map(atom->tag[k]);
-      if (m >= 0 && m < nlocal) owner[k] = m;
-    }
-  }
-
-  // level = distance in layers from the local atoms (0 for local atoms). Layer t must update the
-  // atoms of level <= T - 1 - t; atoms beyond level T are not needed. Atoms are reordered by level
-  // (local atoms keep their indices) so that each layer works on a prefix of the atoms and edges.
-  level.assign(nall, INT_MAX);
-  for (int i = 0; i < nlocal; i++) level[i] = 0;
-  for (int t = 1; t <= num_layers; t++)
-    for (int ii = 0; ii < ncentre; ii++) {
-      int i = ilist[ii];
-      if (owner[i] != i || level[i] != t - 1) continue;
-      for (int jj = 0; jj < numneigh[i]; jj++) {
-        int j = firstneigh[i][jj] & NEIGHMASK;
-        double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-        if (dx * dx + dy * dy + dz * dz < cut2 && level[owner[j]] > t) level[owner[j]] = t;
-      }
-    }
-  order.clear();    // new index -> LAMMPS index
-  new_index.assign(nall, -1);
-  std::vector<int64_t> receivers(num_layers, 0);
-  for (int t = 0; t <= num_layers; t++) {
-    for (int i = 0; i < nall; i++)
-      if (owner[i] == i && level[i] == t) {
-        new_index[i] = static_cast<long>(order.size());
-        order.push_back(i);
-      }
-    for (int layer = 0; layer < num_layers; layer++)
-      if (t == num_layers - 1 - layer) receivers[layer] = static_cast<int64_t>(order.size());
-  }
-  const long nused = static_cast<long>(order.size());
-
-  list_index.assign(nall, -1);
-  for (int ii = 0; ii < ncentre; ii++) list_index[ilist[ii]] = ii;
-  centres.clear();
-  neighbours.clear();
-  shifts.clear();
-  for (long k = 0; k < nused; k++) {
-    int i = order[k];
-    if (level[i] >= num_layers) break;    // atoms are sorted by level
-    if (list_index[i] < 0) error->one(FLERR, "pair_style ictp: atom {} has no neighbour list", i);
-    for (int jj = 0; jj < numneigh[i]; jj++) {
-      int j = firstneigh[i][jj] & NEIGHMASK;
-      double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-      double rsq = dx * dx + dy * dy + dz * dz;
-      if (rsq < min2)
-        error->one(FLERR,
-                   "pair_style ictp: atoms {} and {} are {:.4g} A apart, closer than {} A: they overlap (no "
-                   "potential is defined there; check the data file or the time step)",
-                   atom->tag[i], atom->tag[j], sqrt(rsq), MIN_DISTANCE);
-      if (rsq < cut2) {
-        int o = owner[j];
-        centres.push_back(k);
-        neighbours.push_back(new_index[o]);
-        for (int d = 0; d < 3; d++) shifts.push_back(x[j][d] - x[o][d]);
-      }
-    }
-  }
-  const long nedges = static_cast<long>(centres.size());
+  // ghosts that are images of this rank's own atoms are replaced by them (needs an atom map)
+  const bool mapped = atom->map_style != Atom::MAP_NONE;
+  auto local_of = [&](tagint tag) { return mapped ? atom->map(tag) : -1; };
+  const double *xs = nall > 0 ? &x[0][0] : nullptr;
+  auto problem = graph.build(xs, atom->tag, nlocal, nall, local_of, LammpsList{list}, cutoff, num_layers);
+  if (problem.kind == ictp::Problem::OVERLAP)
+    error->one(FLERR,
+               "pair_style ictp: atoms {} and {} are {:.4g} A apart, closer than {} A: they overlap (no potential is "
+               "defined there; check the data file or the time step)",
+               atom->tag[problem.i], atom->tag[problem.j], problem.distance, ictp::MIN_DISTANCE);
+  if (problem.kind == ictp::Problem::NO_LIST)
+    error->one(FLERR, "pair_style ictp: atom {} has no neighbour list", atom->tag[problem.i]);
+  const long nused = graph.num_used();
+  const long nedges = graph.num_edges();
+  const std::vector<int> &order = graph.order;
 
   // the model's inputs view these buffers (no copies on the CPU)
   position_buffer.resize(3 * nused);
@@ -348,14 +299,14 @@ void PairICTP::compute(int eflag, int vflag)
     species_buffer[k] = type_to_species[type[i]];
   }
   edge_buffer.resize(2 * nedges);
-  std::copy(centres.begin(), centres.end(), edge_buffer.begin());
-  std::copy(neighbours.begin(), neighbours.end(), edge_buffer.begin() + nedges);
+  std::copy(graph.centres.begin(), graph.centres.end(), edge_buffer.begin());
+  std::copy(graph.neighbours.begin(), graph.neighbours.end(), edge_buffer.begin() + nedges);
   auto int64 = torch::TensorOptions().dtype(torch::kInt64);
   auto float64 = torch::TensorOptions().dtype(torch::kFloat64);
   torch::Tensor positions = torch::from_blob(position_buffer.data(), {nused, 3}, float64);
   torch::Tensor species = torch::from_blob(species_buffer.data(), {nused}, int64);
   torch::Tensor edge_index = torch::from_blob(edge_buffer.data(), {2, nedges}, int64);
-  torch::Tensor edge_shifts = torch::from_blob(shifts.data(), {nedges, 3}, float64);
+  torch::Tensor edge_shifts = torch::from_blob(graph.shifts.data(), {nedges, 3}, float64);
   if (model.hasattr("evaluation")) {
     auto evaluation = model.attr("evaluation").toModule();
     double per_edge = evaluation.attr("bytes_per_edge").toDouble();
@@ -364,7 +315,7 @@ void PairICTP::compute(int eflag, int vflag)
   }
 
   const bool want_virial = vflag_global || vflag_atom;
-  c10::List<int64_t> receiver_list(receivers);
+  c10::List<int64_t> receiver_list(graph.receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
                                          edge_shifts.to(device), receiver_list, want_virial};
   if (format_version >= 2) inputs.emplace_back(memory_mb);
@@ -418,10 +369,7 @@ void PairICTP::compute(int eflag, int vflag)
 
 double PairICTP::memory_usage()
 {
-  double bytes = Pair::memory_usage();
-  bytes += capacity_bytes(owner) + capacity_bytes(level) + capacity_bytes(order) + capacity_bytes(list_index);
-  bytes += capacity_bytes(new_index) + capacity_bytes(centres) + capacity_bytes(neighbours);
-  bytes += capacity_bytes(edge_buffer) + capacity_bytes(species_buffer) + capacity_bytes(shifts);
-  bytes += capacity_bytes(position_buffer);
+  double bytes = Pair::memory_usage() + graph.bytes();
+  bytes += capacity_bytes(edge_buffer) + capacity_bytes(species_buffer) + capacity_bytes(position_buffer);
   return bytes + model_working_bytes;
 }

@@ -17,6 +17,8 @@ PairStyle(ictp,PairICTP);
 
 #include "pair.h"
 
+#include "graph_builder.h"
+
 #include <string>
 #include <vector>
 
@@ -50,11 +52,10 @@ class PairICTP : public Pair {
   double memory_mb = 0.0;          // the model's working-memory budget per evaluation; 0: its default
   double model_working_bytes = 0.0;  // the model's estimate of its working set at the last step
 
-  // buffers kept between steps (they grow when needed): graph construction and model inputs
-  std::vector<int> owner, level, order, list_index;
-  std::vector<long> new_index;
-  std::vector<int64_t> centres, neighbours, edge_buffer, species_buffer;
-  std::vector<double> shifts, position_buffer;
+  // buffers kept between steps (they grow when needed): the graph and the model's inputs
+  ictp::GraphBuilder graph;
+  std::vector<int64_t> edge_buffer, species_buffer;
+  std::vector<double> position_buffer;
 };
 
 }    // namespace LAMMPS_NS

@@ -34,8 +34,10 @@ DEFAULT_MEMORY_MB = 1024.0
 
 
 def bytes_per_edge(network: ICTPNetwork) -> float:
-    """An upper estimate of the working memory one edge of the costliest layer needs when it is
-    recomputed with autograd (the messages, their weights and the backward's copies of them)."""
+    """The working memory one edge of the costliest layer takes when it is recomputed with
+    autograd: its messages, their radial weights and the coupled harmonics (forward and the
+    backward's copies).  Calibrated on the paper-default model, where a chunk's measured peak is
+    within ~10 % of this (benchmarks/lammps_speed.py)."""
     size = 8 if network.embedding.dtype == torch.float64 else 4
     channels = int(network.config.channels)
     worst = 0.0
@@ -43,11 +45,10 @@ def bytes_per_edge(network: ICTPNetwork) -> float:
         conv = layer.conv
         d_in = conv.d_in
         per_block = [p * d for p, d in zip(conv.block_paths, conv.block_dims)]
-        floats = channels * d_in + sum(
-            d_in * q + 4 * channels * q + channels * p for q, p in zip(per_block, conv.block_paths)
-        )
+        floats = channels * d_in
+        floats += sum(d_in * q + 4 * channels * q + channels * p for q, p in zip(per_block, conv.block_paths))
         worst = max(worst, float(floats))
-    return 2.0 * size * worst  # the backward holds about as much again as the forward
+    return size * worst
 
 
 class BoundedEvaluation(nn.Module):

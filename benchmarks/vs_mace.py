@@ -110,9 +110,10 @@ def train_ictp(paths: dict, e0s: dict, args, seed: int, work: Path) -> dict:
         seed=seed, output_dir=str(out), progress=False,
         max_time=None if args.minutes is None else 60.0 * args.minutes,
     )  # fmt: skip
-    for option in args.ictp_option:  # key=value (YAML value), e.g. ema_warmup=false, for ablations
+    for option in args.ictp_option:  # key=value (YAML value), e.g. ema_warmup=false or model.odd=true
         key, _, value = option.partition("=")
-        config[key] = yaml.safe_load(value)
+        section, _, name = key.rpartition(".")
+        (config[section] if section else config)[name] = yaml.safe_load(value)
     (work / "ictp.yaml").write_text(yaml.safe_dump(config))
     shutil.rmtree(out, ignore_errors=True)  # this benchmark's own folder from an earlier invocation
     run(

@@ -8,8 +8,8 @@
  *  level   The distance in layers from the local atoms: 0 for local atoms, t for atoms within one
  *          cutoff of a level t-1 atom.  Layer t must update the atoms of level <= T - 1 - t;
  *          atoms beyond level T are not needed.
- *  order   Atoms are renumbered by level (ties by index, so local atoms keep their indices) and
- *          each layer works on a prefix: receivers[t] = number of atoms of level <= T - 1 - t.
+ *  order   Atoms are renumbered by level (ties by index) and each layer works on a prefix:
+ *          receivers[t] = number of atoms of level <= T - 1 - t; receivers[T-1] = local atoms.
  *  edges   Every pair closer than the cutoff whose centre has level <= T - 1, in new indices,
  *          sorted by centre (the neighbour list's order within a centre).
  *
@@ -48,17 +48,21 @@ class GraphBuilder {
   std::vector<double> shifts;                  // 3 per edge
   // scratch
   std::vector<int> list_index;       // input index -> its row in the neighbour list (-1: none)
+  std::vector<char> part;            // input index -> whether the atom takes part
 
   /* x: nall x 3 positions, contiguous; tag: nall atom IDs; local_of(tag): the local index
    * (< nlocal) of the atom with that ID, or -1 (one that always returns -1 treats every ghost as
-   * an atom of its own); list: the neighbour list of local and ghost atoms, with size(),
-   * centre(ii), count(ii), neighbour(ii, jj).  Returns the first problem met (the outputs are
-   * then incomplete). */
-  template <class Tag, class LocalOf, class List>
-  Problem build(const double *x, const Tag *tag, int nlocal, int nall, LocalOf local_of, const List &list,
-                double cutoff, int num_layers)
+   * an atom of its own); takes_part(i): false for atoms this model does not handle (types set to
+   * NULL under pair_style hybrid; the neighbour list then leaves them out too); list: the
+   * neighbour list of local and ghost atoms, with size(), centre(ii), count(ii),
+   * neighbour(ii, jj).  Returns the first problem met (the outputs are then incomplete). */
+  template <class Tag, class LocalOf, class TakesPart, class List>
+  Problem build(const double *x, const Tag *tag, int nlocal, int nall, LocalOf local_of, TakesPart takes_part,
+                const List &list, double cutoff, int num_layers)
   {
     find_owners(tag, nlocal, nall, local_of);
+    part.resize(nall);
+    for (int i = 0; i < nall; i++) part[i] = takes_part(i) ? 1 : 0;
     find_levels(x, nlocal, list, cutoff * cutoff, num_layers);
     renumber(nall, num_layers);
     return collect_edges(x, list, cutoff * cutoff, num_layers);
@@ -71,7 +75,7 @@ class GraphBuilder {
   double bytes() const
   {
     return capacity(owner) + capacity(level) + capacity(order) + capacity(new_index) + capacity(receivers) +
-        capacity(centres) + capacity(neighbours) + capacity(shifts) + capacity(list_index);
+        capacity(centres) + capacity(neighbours) + capacity(shifts) + capacity(list_index) + capacity(part);
   }
 
  private:
@@ -101,14 +105,15 @@ class GraphBuilder {
   template <class List> void find_levels(const double *x, int nlocal, const List &list, double cut2, int num_layers)
   {
     level.assign(owner.size(), INT_MAX);
-    for (int i = 0; i < nlocal; i++) level[i] = 0;
+    for (int i = 0; i < nlocal; i++)
+      if (part[i]) level[i] = 0;
     for (int t = 1; t <= num_layers; t++)
       for (int ii = 0; ii < list.size(); ii++) {
         int i = list.centre(ii);
         if (owner[i] != i || level[i] != t - 1) continue;
         for (int jj = 0; jj < list.count(ii); jj++) {
           int j = list.neighbour(ii, jj);
-          if (distance2(x, i, j) < cut2 && level[owner[j]] > t) level[owner[j]] = t;
+          if (part[j] && distance2(x, i, j) < cut2 && level[owner[j]] > t) level[owner[j]] = t;
         }
       }
   }
@@ -150,6 +155,7 @@ class GraphBuilder {
       }
       for (int jj = 0; jj < list.count(ii); jj++) {
         int j = list.neighbour(ii, jj);
+        if (!part[j]) continue;
         double r2 = distance2(x, i, j);
         if (r2 < min2) {
           problem.kind = Problem::OVERLAP;

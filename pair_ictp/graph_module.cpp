@@ -53,7 +53,8 @@ py::dict build_graph(Doubles x, Ints tag, int nlocal, Ints centres, Ints offsets
   };
   CsrList list{centres.data(), offsets.data(), indices.data(), static_cast<int>(centres.size())};
   ictp::GraphBuilder graph;
-  auto problem = graph.build(x.data(), tag.data(), nlocal, nall, local_of, list, cutoff, num_layers);
+  auto everyone = [](int) { return true; };
+  auto problem = graph.build(x.data(), tag.data(), nlocal, nall, local_of, everyone, list, cutoff, num_layers);
   if (problem.kind == ictp::Problem::OVERLAP)
     throw std::domain_error("atoms " + std::to_string(problem.i) + " and " + std::to_string(problem.j) +
                             " overlap");

@@ -75,10 +75,15 @@ PairICTP::PairICTP(LAMMPS *lmp) : Pair(lmp)
   single_enable = 0;
   ghostneigh = 1;                  // neighbour lists of ghost atoms: they are message centres too
   no_virial_fdotr_compute = 1;     // the virial comes from the model's edge gradients
+  // each edge's virial term -r_ij (x) g_ij is split half to i and half to j, as a pair force's
+  // is: the per-atom virial is already the centroid form
+  centroidstressflag = CENTROID_SAME;
 }
 
 PairICTP::~PairICTP()
 {
+  // the ghost cutoff this style raised goes back to what it was (if nothing changed it since)
+  if (raised_cutghost && comm->cutghostuser == raised_cutghost_to) comm->cutghostuser = cutghost_before;
   if (allocated) {
     memory->destroy(setflag);
     memory->destroy(cutsq);
@@ -93,6 +98,7 @@ void PairICTP::allocate()
   memory->create(setflag, n + 1, n + 1, "pair:setflag");
   memory->create(cutsq, n + 1, n + 1, "pair:cutsq");
   memory->create(cutghost, n + 1, n + 1, "pair:cutghost");
+  map = new int[n + 1];    // type -> element, filled by map_element2type (freed by ~Pair)
   for (int i = 1; i <= n; i++)
     for (int j = i; j <= n; j++) setflag[i][j] = 0;
   type_to_species.assign(n + 1, -1);
@@ -104,12 +110,14 @@ void PairICTP::settings(int narg, char **arg)
 {
   int iarg = 0;
   while (iarg < narg) {
-    if (strcmp(arg[iarg], "memory") == 0 && iarg + 1 < narg) {
+    if ((strcmp(arg[iarg], "memory") == 0 || strcmp(arg[iarg], "device") == 0) && iarg + 1 >= narg)
+      utils::missing_cmd_args(FLERR, std::string("pair_style ictp ") + arg[iarg], error);
+    if (strcmp(arg[iarg], "memory") == 0) {
       memory_mb = utils::numeric(FLERR, arg[iarg + 1], false, lmp);
       if (memory_mb <= 0.0)
         error->all(FLERR, "pair_style ictp: memory must be a positive number of MiB, got '{}'", arg[iarg + 1]);
       iarg += 2;
-    } else if (strcmp(arg[iarg], "device") == 0 && iarg + 1 < narg) {
+    } else if (strcmp(arg[iarg], "device") == 0) {
       if (strcmp(arg[iarg + 1], "cuda") == 0)
         want_cuda = true;
       else if (strcmp(arg[iarg + 1], "cpu") == 0)
@@ -118,9 +126,7 @@ void PairICTP::settings(int narg, char **arg)
         error->all(FLERR, "pair_style ictp: device must be cpu or cuda, got '{}'", arg[iarg + 1]);
       iarg += 2;
     } else {
-      error->all(FLERR,
-                 "pair_style ictp: unknown or incomplete argument '{}' (usage: pair_style ictp [device cpu|cuda] "
-                 "[memory MiB])",
+      error->all(FLERR, "pair_style ictp: unknown argument '{}' (usage: pair_style ictp [device cpu|cuda] [memory MiB])",
                  arg[iarg]);
     }
   }
@@ -194,7 +200,8 @@ void PairICTP::load_model(const std::string &path)
                    blas, libtorch_path());
 }
 
-/* pair_coeff * * model-lammps.pt El_1 ... El_ntypes */
+/* pair_coeff * * model-lammps.pt El_1 ... El_ntypes  (NULL: a type this style leaves to others,
+   under pair_style hybrid) */
 
 void PairICTP::coeff(int narg, char **arg)
 {
@@ -202,27 +209,27 @@ void PairICTP::coeff(int narg, char **arg)
   int ntypes = atom->ntypes;
   if (narg != 3 + ntypes)
     error->all(FLERR,
-               "pair_coeff for ictp needs '* * model-file' and one element per atom type: "
+               "pair_style ictp: pair_coeff needs '* * model-file' and one element (or NULL) per atom type: "
                "expected {} elements, got {}",
                ntypes, narg - 3);
   if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
-    error->all(FLERR, "pair_coeff for ictp must start with '* *'");
+    error->all(FLERR, "pair_style ictp: pair_coeff must start with '* *'");
   load_model(arg[2]);
-  for (int t = 1; t <= ntypes; t++) {
-    std::string symbol = arg[2 + t];
-    long index = -1;
+  map_element2type(ntypes, arg + 3);    // sets map[type] (-1 for NULL), elements and setflag
+  std::vector<long> element_to_species(nelements, -1);
+  for (int e = 0; e < nelements; e++) {
     for (size_t k = 0; k < model_elements.size(); k++)
-      if (model_elements[k] == symbol) index = static_cast<long>(k);
-    if (index < 0) {
+      if (model_elements[k] == elements[e]) element_to_species[e] = static_cast<long>(k);
+    if (element_to_species[e] < 0) {
       std::string known;
-      for (const auto &e : model_elements) known += " " + e;
-      error->all(FLERR, "pair_coeff for ictp: element '{}' (type {}) is not in the model; it knows:{}", symbol,
-                 t, known);
+      for (const auto &m : model_elements) known += " " + m;
+      int type = 1;
+      while (type <= ntypes && (map[type] < 0 || strcmp(elements[map[type]], elements[e]) != 0)) type++;
+      error->all(FLERR, "pair_style ictp: element '{}' (type {}) is not in the model; it knows:{}", elements[e],
+                 type, known);
     }
-    type_to_species[t] = index;
   }
-  for (int i = 1; i <= ntypes; i++)
-    for (int j = i; j <= ntypes; j++) setflag[i][j] = 1;
+  for (int t = 1; t <= ntypes; t++) type_to_species[t] = map[t] < 0 ? -1 : element_to_species[map[t]];
 }
 
 void PairICTP::init_style()
@@ -239,6 +246,9 @@ void PairICTP::init_style()
   // messages travel one cutoff per layer: ghosts must reach num_layers * cutoff
   double ghost = num_layers * cutoff + neighbor->skin;
   if (comm->cutghostuser < ghost) {
+    if (!raised_cutghost) cutghost_before = comm->cutghostuser;
+    raised_cutghost = true;
+    raised_cutghost_to = ghost;
     comm->cutghostuser = ghost;
     if (comm->me == 0)
       utils::logmesg(lmp, "pair_style ictp: ghost cutoff set to {:.4g} A ({} layers x {:.4g} A + skin)\n", ghost,
@@ -278,7 +288,9 @@ void PairICTP::compute(int eflag, int vflag)
   const bool mapped = atom->map_style != Atom::MAP_NONE;
   auto local_of = [&](tagint tag) { return mapped ? atom->map(tag) : -1; };
   const double *xs = nall > 0 ? &x[0][0] : nullptr;
-  auto problem = graph.build(xs, atom->tag, nlocal, nall, local_of, LammpsList{list}, cutoff, num_layers);
+  auto takes_part = [&](int i) { return type_to_species[type[i]] >= 0; };    // not NULL types
+  auto problem =
+      graph.build(xs, atom->tag, nlocal, nall, local_of, takes_part, LammpsList{list}, cutoff, num_layers);
   if (problem.kind == ictp::Problem::OVERLAP)
     error->one(FLERR,
                "pair_style ictp: atoms {} and {} are {:.4g} A apart, closer than {} A: they overlap (no potential is "
@@ -337,7 +349,7 @@ void PairICTP::compute(int eflag, int vflag)
   if (eflag_atom) {
     torch::Tensor node_energy = out.at("node_energy").toTensor().to(torch::kCPU).contiguous();
     auto e_a = node_energy.accessor<double, 1>();
-    for (int i = 0; i < nlocal; i++) eatom[i] += e_a[i];
+    for (long k = 0; k < node_energy.size(0); k++) eatom[order[k]] += e_a[k];
   }
   if (vflag_global) {
     torch::Tensor w = out.at("virial").toTensor().to(torch::kCPU).contiguous();

@@ -51,6 +51,8 @@ class PairICTP : public Pair {
   int format_version = 0;
   double memory_mb = 0.0;          // the model's working-memory budget per evaluation; 0: its default
   double model_working_bytes = 0.0;  // the model's estimate of its working set at the last step
+  bool raised_cutghost = false;      // init_style raised comm->cutghostuser from cutghost_before
+  double cutghost_before = 0.0, raised_cutghost_to = 0.0;
 
   // buffers kept between steps (they grow when needed): the graph and the model's inputs
   ictp::GraphBuilder graph;

@@ -195,8 +195,7 @@ class BoundedEvaluation(nn.Module):
                             if dh is not None:
                                 previous[k].index_add_(0, nodes, dh)
                     adjoint = previous
-        offsets = (net.atomic_energies + net.energy_shift).to(energy.dtype)
-        return energy + offsets.index_select(0, species[:num_out]), g
+        return energy + net.site_offsets(energy.dtype).detach().index_select(0, species[:num_out]), g
 
 
 def _chunks(offsets: Tensor, max_edges: int) -> list[list[int]]:

@@ -38,6 +38,10 @@ class ModelConfig:
             (sym plus channel-coupled product weights).
         storage: "compact" (2l+1 components per rank) or "dense" (3^l); identical parameters.
         odd: also use the odd (Levi-Civita) product paths, giving pseudo-tensor features.
+        first_residual: the element-dependent self-connection in the first layer too (math.md
+            §2.1 step 5 has it in every layer, as MACE's default first interaction does); each
+            element's isolated-atom site energy is then subtracted, so an atom without
+            neighbours still has exactly E0 + shift.  Models saved before it existed load as False.
         dtype: "float64" or "float32"; a property of the model, never of torch's global default.
         num_bessel, envelope_p, radial_mlp: radial basis size, envelope exponent, hidden sizes.
         readout_hidden: hidden width of the last layer's readout MLP.
@@ -57,6 +61,7 @@ class ModelConfig:
     variant: str = "sym"
     storage: str = "compact"
     odd: bool = False
+    first_residual: bool = True
     dtype: str = "float64"
     num_bessel: int = 8
     envelope_p: int = 5

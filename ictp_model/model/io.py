@@ -40,11 +40,17 @@ def _upgrade_v1(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str
     return out
 
 
+def saved_config(payload: dict[str, Any]) -> ModelConfig:
+    """The config of a model payload; keys added since it was written take the value that gives
+    the model it was (first_residual: False before it existed)."""
+    return ModelConfig.from_dict({"first_residual": False, **payload["config"]})
+
+
 def model_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The state dict of a model payload in the current format (older formats converted)."""
     state = payload["state_dict"]
     if int(payload.get("format_version", FORMAT_VERSION)) == 1:
-        state = _upgrade_v1(state, ModelConfig.from_dict(payload["config"]))
+        state = _upgrade_v1(state, saved_config(payload))
     return state
 
 
@@ -104,6 +110,6 @@ def load_model(path: Union[str, Path], device: Union[str, torch.device] = "cpu")
             f"{path}: model format version {payload['format_version']} is newer than this ictp "
             f"(supports <= {FORMAT_VERSION}); upgrade ictp"
         )
-    model = build_model(ModelConfig.from_dict(payload["config"]))
+    model = build_model(saved_config(payload))
     model.load_state_dict(model_state(payload))
     return model.to(device)

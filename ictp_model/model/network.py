@@ -63,7 +63,7 @@ class ICTPNetwork(nn.Module):
                 config.storage,
                 config.avg_num_neighbors,
                 [config.num_bessel] + list(config.radial_mlp),
-                residual=t > 0,
+                residual=t > 0 or config.first_residual,
             )
             if (0, 0) not in layer.out_blocks:
                 raise ValueError("this configuration produces no scalar features; increase edge_rank or correlation")
@@ -74,6 +74,7 @@ class ICTPNetwork(nn.Module):
         self.readouts = nn.ModuleList(readouts)
         self.scalar_index: list[int] = [layer.out_blocks.index((0, 0)) for layer in layers]
 
+        self.first_residual = bool(config.first_residual)
         self.scale = float(config.scale)
         e0 = [config.atomic_energies.get(e, 0.0) for e in config.elements]
         shift = [config.shift.get(e, 0.0) for e in config.elements]
@@ -127,5 +128,19 @@ class ICTPNetwork(nn.Module):
                 num_receivers,
             )
             energy = energy + readout(h[self.scalar_index[t]].squeeze(-1))[:num_out]
-        offsets = (self.atomic_energies + self.energy_shift).to(energy.dtype)
-        return self.scale * energy + offsets.index_select(0, species[:num_out])
+        return self.scale * energy + self.site_offsets(energy.dtype).index_select(0, species[:num_out])
+
+    def site_offsets(self, dtype: torch.dtype) -> Tensor:
+        """What each element's site energy adds to the scaled readouts: E0 + shift, less the
+        readouts of an isolated atom (non-zero with a first-layer residual), so that an atom
+        without neighbours has exactly E0 + shift.  Shape (S,)."""
+        offsets = (self.atomic_energies + self.energy_shift).to(dtype)
+        if not self.first_residual:
+            return offsets
+        species = torch.arange(self.embedding.shape[0], device=self.embedding.device)
+        h: list[Tensor] = [(self.embedding * self.embedding_norm).unsqueeze(-1)]
+        isolated = torch.zeros(species.shape[0], dtype=dtype, device=self.embedding.device)
+        for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
+            h = layer.isolated(h, species)
+            isolated = isolated + readout(h[self.scalar_index[t]].squeeze(-1))
+        return offsets - self.scale * isolated

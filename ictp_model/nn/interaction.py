@@ -3,7 +3,8 @@
 import torch
 from torch import Tensor, nn
 
-from .blocks import Block, block_dim
+from ictp_model.tensor.blocks import Block, block_dim
+
 from .convolution import TwoBodyFeatures
 from .linear import BlockLinear, SpeciesLinear
 from .product_basis import ManyBodyFeatures

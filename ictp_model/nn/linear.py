@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .blocks import Block
+from ictp_model.tensor.blocks import Block
 
 
 class BlockLinear(nn.Module):

@@ -14,7 +14,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .blocks import Block, block_dim, block_paths, sorted_blocks, storage_coupling
+from ictp_model.tensor.blocks import Block, block_dim, block_paths, sorted_blocks
+from ictp_model.tensor.coupling import coupling_tensor
+
 from .linear import species_matmul
 
 
@@ -42,7 +44,7 @@ class SourceProduct(nn.Module):
         table = torch.zeros(offsets[-1], self.d_a, sum(self.target_dims), dtype=torch.float64)
         q = 0
         for (b, _, l), dim in zip(outputs, self.target_dims):
-            coupling = storage_coupling(l_a, a_ranks[b], l, storage)
+            coupling = coupling_tensor(l_a, a_ranks[b], l, storage=storage)
             table[offsets[b] : offsets[b + 1], :, q : q + dim] = coupling.transpose(0, 1)
             q += dim
         self.register_buffer("table", table.reshape(offsets[-1], -1), persistent=False)  # (D_A, d_a·Q)

@@ -3,10 +3,11 @@
 
 from .basis import (
     compact_dim,
-    compact_harmonics,
     dense_dim,
     harmonics_matrix,
     stf_basis,
+    storage_dim,
+    storage_embedding,
     to_compact,
     to_dense,
 )
@@ -14,7 +15,7 @@ from .constants import even_product_constant, harmonic_constant
 from .coupling import compact_product, coupling_tensor
 from .harmonics import (
     cartesian_harmonics,
-    cartesian_harmonics_up_to,
+    flat_outer_powers,
     outer_power,
     unit_vectors,
 )
@@ -32,9 +33,8 @@ from .transform import compact_rotation, random_o3, rotate
 
 __all__ = [
     "cartesian_harmonics",
-    "cartesian_harmonics_up_to",
+    "flat_outer_powers",
     "compact_dim",
-    "compact_harmonics",
     "compact_product",
     "compact_rotation",
     "contract",
@@ -55,6 +55,8 @@ __all__ = [
     "rotate",
     "stf_basis",
     "stf_project",
+    "storage_dim",
+    "storage_embedding",
     "symmetrize",
     "symmetry_error",
     "to_compact",

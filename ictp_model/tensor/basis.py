@@ -21,7 +21,6 @@ import torch
 from torch import Tensor
 
 from .constants import harmonic_constant, pow3
-from .harmonics import outer_power, unit_vectors
 from .irreducible import stf_project, symmetrize
 
 
@@ -88,20 +87,27 @@ def to_dense(c: Tensor, l: int) -> Tensor:
     return (c @ stf_basis(l, c.dtype, c.device).t()).reshape(*lead, *([3] * l))
 
 
-def harmonics_matrix(l: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu") -> Tensor:
-    """M_l = C_l · B_l, so that to_compact(T_l(n)) = vec(n^{⊗l}) @ M_l (n^{⊗l} is symmetric and
-    B_l's columns are STF, hence detracing before the projection changes nothing).
+def storage_dim(l: int, storage: str) -> int:
+    """Stored components of a rank-l tensor: 2l+1 in compact storage, 3^l in dense storage."""
+    if storage not in ("compact", "dense"):
+        raise ValueError(f"storage must be 'compact' or 'dense', got {storage!r}")
+    return compact_dim(l) if storage == "compact" else dense_dim(l)
 
-    Shape: (3^l, 2l+1).
+
+def storage_embedding(l: int, storage: str) -> Tensor:
+    """E_l: storage coordinates -> dense coordinates, (3^l, d_l), float64: B_l or the identity."""
+    return stf_basis(l) if storage == "compact" else torch.eye(dense_dim(l), dtype=torch.float64)
+
+
+def harmonics_matrix(
+    l: int, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu", storage: str = "compact"
+) -> Tensor:
+    """M_l = C_l · B_l B_lᵀ E_l, so that storage(T_l(n)) = vec(n^{⊗l}) @ M_l: the STF projection
+    of the symmetric n^{⊗l} (B_l B_lᵀ), read in the storage (E_l).  In compact storage this is
+    C_l · B_l.
+
+    Shape: (3^l, d_l).
     """
-    return harmonic_constant(l) * stf_basis(l, dtype, device)
-
-
-def compact_harmonics(vectors: Tensor, l: int, matrix: Tensor) -> Tensor:
-    """T_l(r̂) in compact storage, given ``matrix = harmonics_matrix(l)``; TorchScript-compatible.
-
-    Shapes: vectors (..., 3), matrix (3^l, 2l+1) -> (..., 2l+1).
-    """
-    n = unit_vectors(vectors)
-    lead: list[int] = list(n.shape[:-1])
-    return outer_power(n, l).reshape(lead + [pow3(l)]) @ matrix
+    b = stf_basis(l)
+    table = harmonic_constant(l) * (b @ (b.t() @ storage_embedding(l, storage)))
+    return table.to(dtype=dtype, device=device)

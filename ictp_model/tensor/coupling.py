@@ -1,7 +1,9 @@
-"""Product paths as precomputed coupling tensors acting on compact (2l+1) storage.
+"""Product paths as precomputed coupling tensors acting on stored tensors (compact or dense).
 
-K[m1, m2, m3] = <B_l3[:, m3], (B_l1[:, m1] ⊗ B_l2[:, m2])_l3> with the orthonormal bases B_l of
-:mod:`.basis`, so that to_compact((x ⊗ y)_l3) = einsum('...a,...b,abc->...c', x_c, y_c, K).
+K[m1, m2, m3] = <E_l3[:, m3], (E_l1[:, m1] ⊗ E_l2[:, m2])_l3> with the storage embeddings E_l of
+:mod:`.basis` (the orthonormal STF bases B_l in compact storage, the identity in dense storage),
+so that storage((x ⊗ y)_l3) = einsum('...a,...b,abc->...c', storage(x), storage(y), K).  These
+are the tables the model runs (:mod:`ictp_model.nn`).
 """
 
 from functools import cache
@@ -9,17 +11,19 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from .basis import stf_basis
+from .basis import storage_embedding
 from .product import check_path, irreducible_product
 
 
 @cache
-def _coupling_cached(l1: int, l2: int, l3: int) -> Tensor:
-    b1, b2, b3 = stf_basis(l1), stf_basis(l2), stf_basis(l3)
-    x = b1.t().reshape(2 * l1 + 1, 1, *([3] * l1))
-    y = b2.t().reshape(1, 2 * l2 + 1, *([3] * l2))
-    z = irreducible_product(x, l1, y, l2, l3)
-    return z.reshape(2 * l1 + 1, 2 * l2 + 1, 3**l3) @ b3
+def _coupling_cached(l1: int, l2: int, l3: int, storage: str) -> Tensor:
+    # the dense reference product on the storage basis vectors, read back in the output storage
+    # (the product is STF, so the orthonormal basis reads it back exactly)
+    e1, e2, e3 = storage_embedding(l1, storage), storage_embedding(l2, storage), storage_embedding(l3, storage)
+    x = e1.t().reshape([e1.shape[1], 1] + [3] * l1)
+    y = e2.t().reshape([1, e2.shape[1]] + [3] * l2)
+    z = irreducible_product(x, l1, y, l2, l3).reshape(e1.shape[1], e2.shape[1], 3**l3)
+    return z @ e3
 
 
 def coupling_tensor(
@@ -28,10 +32,12 @@ def coupling_tensor(
     l3: int,
     dtype: torch.dtype = torch.float64,
     device: torch.device | str = "cpu",
+    storage: str = "compact",
 ) -> Tensor:
-    """The product path l1 ⊗ l2 -> l3 acting on compact tensors, shape (2l1+1, 2l2+1, 2l3+1)."""
+    """The product path l1 ⊗ l2 -> l3 acting on stored tensors, shape (d_l1, d_l2, d_l3) with
+    d_l = 2l+1 (compact) or 3^l (dense)."""
     check_path(l1, l2, l3)
-    return _coupling_cached(l1, l2, l3).to(dtype=dtype, device=device)
+    return _coupling_cached(l1, l2, l3, storage).to(dtype=dtype, device=device)
 
 
 def compact_product(x: Tensor, l1: int, y: Tensor, l2: int, l3: int) -> Tensor:

@@ -27,6 +27,19 @@ def outer_power(n: Tensor, l: int) -> Tensor:
     return out
 
 
+def flat_outer_powers(n: Tensor, l_max: int) -> list[Tensor]:
+    """[vec(n^{⊗0}), …, vec(n^{⊗l_max})], each built from the previous one; TorchScript-compatible.
+
+    Shapes: n (E, 3) -> list of (E, 3^l).
+    """
+    powers: list[Tensor] = [torch.ones(n.shape[0], 1, dtype=n.dtype, device=n.device)]
+    width = 1
+    for _ in range(l_max):
+        width = width * 3
+        powers.append((powers[-1].unsqueeze(-1) * n.unsqueeze(1)).reshape(n.shape[0], width))
+    return powers
+
+
 def cartesian_harmonics(vectors: Tensor, l: int) -> Tensor:
     """T_l(r̂) = (2l-1)!!/l! · STF(r̂^{⊗l}) for any l >= 0; vectors are normalised inside.
 
@@ -38,8 +51,3 @@ def cartesian_harmonics(vectors: Tensor, l: int) -> Tensor:
         raise ValueError("rank l must be >= 0")
     n = unit_vectors(vectors)
     return harmonic_constant(l) * detrace(outer_power(n, l), l)
-
-
-def cartesian_harmonics_up_to(vectors: Tensor, l_max: int) -> list[Tensor]:
-    """[T_0(r̂), …, T_l_max(r̂)], each as in :func:`cartesian_harmonics`."""
-    return [cartesian_harmonics(vectors, l) for l in range(l_max + 1)]

@@ -3,10 +3,10 @@ import torch
 
 from ictp_model.tensor import (
     cartesian_harmonics,
-    compact_harmonics,
     compact_product,
     compact_rotation,
     coupling_tensor,
+    flat_outer_powers,
     harmonics_matrix,
     irreducible_product,
     is_odd_path,
@@ -42,11 +42,17 @@ def test_round_trip_preserves_stf_tensors_and_norms(l):
     assert torch.allclose(c.norm(dim=-1), x.reshape(6, -1).norm(dim=-1), atol=1e-12)
 
 
+@pytest.mark.parametrize("storage", ["compact", "dense"])
 @pytest.mark.parametrize("l", range(0, 7))
-def test_compact_harmonics_equal_dense(l):
+def test_the_models_harmonics_table_gives_stored_harmonics(l, storage):
+    """What the network computes for its edges: vec(r̂^{⊗l}) @ harmonics_matrix(l, storage)."""
     r = torch.randn(8, 3, dtype=DTYPE)
-    dense = to_compact(cartesian_harmonics(r, l), l)
-    assert torch.allclose(compact_harmonics(r, l, harmonics_matrix(l)), dense, atol=1e-12)
+    powers = flat_outer_powers(r / r.norm(dim=-1, keepdim=True), l)
+    assert [p.shape[1] for p in powers] == [3**k for k in range(l + 1)]
+    stored = powers[l] @ harmonics_matrix(l, storage=storage)
+    dense = cartesian_harmonics(r, l)
+    expected = to_compact(dense, l) if storage == "compact" else dense.reshape(8, -1)
+    assert torch.allclose(stored, expected, atol=1e-12)
 
 
 @pytest.mark.parametrize("path", ALL_PATHS)

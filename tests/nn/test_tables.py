@@ -1,0 +1,91 @@
+"""The constant tables the model runs equal the public algebra, irreducible_product, for every
+path it uses: the convolution's per-block tables (edge harmonics ⊗ neighbour features) and the
+product basis' ν-fold products, in both storages, with odd paths."""
+
+import math
+
+import pytest
+import torch
+
+from ictp_model.tensor import irreducible_product, storage_embedding
+from ictp_model.tensor.blocks import block_dim, block_paths
+
+from ..model.structures import small_model
+
+DTYPE = torch.float64
+
+
+def stored_product(x, l1, y, l2, l3, storage):
+    """storage((x ⊗ y)_l3) for stored x (d_l1,) and y (d_l2,), through the dense product."""
+    e1, e2, e3 = (storage_embedding(l, storage) for l in (l1, l2, l3))
+    dense_x = (e1 @ x).reshape([3] * l1) if l1 else (e1 @ x).reshape(())
+    dense_y = (e2 @ y).reshape([3] * l2) if l2 else (e2 @ y).reshape(())
+    return irreducible_product(dense_x, l1, dense_y, l2, l3).reshape(-1) @ e3
+
+
+def offsets(blocks, storage):
+    out = [0]
+    for l, _ in blocks:
+        out.append(out[-1] + block_dim(l, storage))
+    return out
+
+
+@pytest.fixture(scope="module", params=["compact", "dense"])
+def model(request):
+    return small_model(variant="full", odd=True, storage=request.param)
+
+
+def test_convolution_tables_are_the_irreducible_products(model):
+    storage, gen = model.config.storage, torch.Generator().manual_seed(1)
+    edge_blocks = [(l, 0) for l in range(model.config.edge_rank + 1)]
+    checked = 0
+    for layer in model.layers:
+        conv = layer.conv
+        in_blocks = [b for b in _in_blocks(model, layer)]
+        paths = block_paths(in_blocks, edge_blocks, model.config.edge_rank, model.config.odd)
+        ioff, eoff = offsets(in_blocks, storage), offsets(edge_blocks, storage)
+        for b, out in enumerate(conv.out_blocks):
+            block = [p for p in paths if p[2] == out]
+            d = block_dim(out[0], storage)
+            table = conv.blocks[b].table.reshape(eoff[-1], ioff[-1], len(block), d)
+            for k, (a, e, _) in enumerate(block):
+                l1, l2 = in_blocks[a][0], edge_blocks[e][0]
+                x = torch.randn(block_dim(l1, storage), dtype=DTYPE, generator=gen)
+                y = torch.randn(block_dim(l2, storage), dtype=DTYPE, generator=gen)
+                sub = table[eoff[e] : eoff[e + 1], ioff[a] : ioff[a + 1], k]
+                got = torch.einsum("i,j,jid->d", x, y, sub)
+                want = stored_product(x, l1, y, l2, out[0], storage) / math.sqrt(len(block))
+                torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+                checked += 1
+    assert checked > 20
+
+
+def test_product_basis_products_are_the_irreducible_products(model):
+    storage, gen = model.config.storage, torch.Generator().manual_seed(2)
+    checked = 0
+    for layer in model.layers:
+        a_blocks = layer.conv.out_blocks
+        a = [torch.randn(1, 1, block_dim(l, storage), dtype=DTYPE, generator=gen) for l, _ in a_blocks]
+        p = [x.unsqueeze(2) for x in a]  # P_1 = A, one slot per block
+        p_blocks = list(a_blocks)
+        for prod in layer.product.products:
+            out = prod(p, a)
+            # the paths as the model enumerates them: its rank bound is the highest rank it produced
+            bound = max(l for l, _ in prod.out_blocks)
+            paths = block_paths(p_blocks, a_blocks, bound, model.config.odd, symmetric=False)
+            for t, block in enumerate(prod.out_blocks):
+                expected = []  # slot order: by path, then by the slots of the P block
+                for pa, pb, o in paths:
+                    if o == block:
+                        for x in p[pa][0, 0]:
+                            expected.append(
+                                stored_product(x, p_blocks[pa][0], a[pb][0, 0], a_blocks[pb][0], o[0], storage)
+                            )
+                torch.testing.assert_close(out[t][0, 0], torch.stack(expected), rtol=1e-11, atol=1e-12)
+                checked += len(expected)
+            p, p_blocks = out, prod.out_blocks
+    assert checked > 20
+
+
+def _in_blocks(model, layer):
+    return [(0, 0)] if layer is model.layers[0] else model.layers[0].out_blocks

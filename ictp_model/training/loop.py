@@ -173,6 +173,121 @@ def _checkpoint(model, ema, optimizer, scheduler, state: FitState, config: Train
     }
 
 
+@dataclass
+class Trainer:
+    """What one training run updates: the model, its EMA copy, optimiser, schedule and shift fit."""
+
+    model: torch.nn.Module
+    ema: Optional[AveragedModel]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
+    shift: Optional[ShiftFit]
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    @property
+    def lr(self) -> float:
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def make_trainer(model: torch.nn.Module, config: TrainConfig) -> Trainer:
+    optimizer = torch.optim.Adam(decay_groups(model, config.weight_decay), lr=config.lr, amsgrad=config.amsgrad)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, factor=config.lr_factor, patience=config.scheduler_patience
+    )
+    ema = None
+    if config.ema_decay is not None:
+        average = warmup_ema(config.ema_decay) if config.ema_warmup else get_ema_multi_avg_fn(config.ema_decay)
+        ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+    shift = ShiftFit(len(model.config.elements), config.loss["energy_mode"]) if refits_shift(config) else None
+    return Trainer(model, ema, optimizer, scheduler, shift)
+
+
+def resume(trainer: Trainer, checkpoint: dict, log: Callable[[str], None]) -> FitState:
+    """Load a checkpoint's weights, EMA, optimiser and schedule; returns where the run stood."""
+    trainer.model.load_state_dict(model_state(checkpoint["model"]))
+    if trainer.ema is not None and checkpoint["ema"] is not None:
+        trainer.ema.load_state_dict(checkpoint["ema"])
+    trainer.optimizer.load_state_dict(checkpoint["optimizer"])
+    trainer.scheduler.load_state_dict(checkpoint["scheduler"])
+    state = FitState(
+        checkpoint["epoch"],
+        checkpoint["best_valid_loss"],
+        checkpoint["best_epoch"],
+        checkpoint["epochs_without_improvement"],
+        list(checkpoint["history"]),
+    )
+    log(
+        f"resumed from epoch {state.epoch} (best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch})"
+    )
+    return state
+
+
+def train_epoch(trainer: Trainer, train: GraphDataset, config: TrainConfig, epoch: int, ranks: Ranks) -> float:
+    """One pass over the training set (then the shift refit); returns the training loss."""
+    model, parameters = trainer.model, list(trainer.model.parameters())
+    model.train()
+    train_loss = 0.0
+    steps = epoch_batches(len(train), config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch)
+    for indices in steps:
+        trainer.optimizer.zero_grad(set_to_none=True)
+        loss = _local_loss(model, train, part(indices, ranks), config, ranks, trainer.shift)
+        if loss is not None:
+            loss.backward()
+            train_loss += float(loss.detach())
+        sum_gradients(parameters, ranks)
+        if config.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(parameters, config.clip_grad)
+        trainer.optimizer.step()
+        if trainer.ema is not None:
+            trainer.ema.update_parameters(model)
+    if trainer.shift is not None:  # the offset fitted, not left to the optimiser (see .shift)
+        apply_shift([model] + ([trainer.ema.module] if trainer.ema is not None else []), trainer.shift.solve(ranks))
+        trainer.shift.reset()
+    train_loss = float(all_reduce_sum(torch.tensor([train_loss], dtype=torch.float64), ranks))
+    if config.loss["reduction"] == "mean":  # the mean over batches, comparable with valid_loss
+        train_loss /= max(len(steps), 1)
+    return train_loss
+
+
+def record_epoch(
+    trainer: Trainer,
+    state: FitState,
+    row: dict,
+    config: TrainConfig,
+    output_dir: Path,
+    ranks: Ranks,
+    fingerprint: Optional[dict],
+) -> None:
+    """Append the epoch's row; save the best model, the checkpoint and log.csv (rank 0)."""
+    state.history.append(row)
+    if row["valid_loss"] < state.best_valid_loss:
+        state.best_valid_loss, state.best_epoch, state.epochs_without_improvement = row["valid_loss"], state.epoch, 0
+        if ranks.is_main:
+            save_model(trainer.eval_model, output_dir / "model.pt")
+    else:
+        state.epochs_without_improvement += 1
+    if ranks.is_main:
+        checkpoint = _checkpoint(
+            trainer.model, trainer.ema, trainer.optimizer, trainer.scheduler, state, config, fingerprint
+        )
+        atomic_torch_save(checkpoint, output_dir / "checkpoint_last.pt")
+        _write_log(output_dir / "log.csv", state.history)
+
+
+def stop_reason(state: FitState, config: TrainConfig, started: float, ranks: Ranks) -> Optional[str]:
+    """Why training stops after this epoch, if it does.  valid_loss is identical on every rank, so
+    patience agrees; clocks do not, so the time budget is a collective decision."""
+    if config.patience is not None and state.epochs_without_improvement >= config.patience:
+        return f"early stopping at epoch {state.epoch}: no improvement for {config.patience} epochs"
+    out_of_time = config.max_time is not None and time.perf_counter() - started > config.max_time
+    if any_rank(out_of_time, ranks):
+        return f"stopping at epoch {state.epoch}: time budget of {config.max_time:.0f} s used"
+    return None
+
+
 def fit(
     model: torch.nn.Module,
     train: GraphDataset,
@@ -196,93 +311,35 @@ def fit(
     if ranks.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
     broadcast_parameters(model, ranks)
-    optimizer = torch.optim.Adam(decay_groups(model, config.weight_decay), lr=config.lr, amsgrad=config.amsgrad)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, factor=config.lr_factor, patience=config.scheduler_patience
-    )
-    ema = None
-    if config.ema_decay is not None:
-        average = warmup_ema(config.ema_decay) if config.ema_warmup else get_ema_multi_avg_fn(config.ema_decay)
-        ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-    shift = ShiftFit(len(model.config.elements), config.loss["energy_mode"]) if refits_shift(config) else None
-    state = FitState()
-    if checkpoint is not None:
-        model.load_state_dict(model_state(checkpoint["model"]))
-        if ema is not None and checkpoint["ema"] is not None:
-            ema.load_state_dict(checkpoint["ema"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        state = FitState(
-            checkpoint["epoch"],
-            checkpoint["best_valid_loss"],
-            checkpoint["best_epoch"],
-            checkpoint["epochs_without_improvement"],
-            list(checkpoint["history"]),
-        )
-        log(
-            f"resumed from epoch {state.epoch} (best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch})"
-        )
-    eval_model = ema.module if ema is not None else model
-    parameters = list(model.parameters())
+    trainer = make_trainer(model, config)
+    state = resume(trainer, checkpoint, log) if checkpoint is not None else FitState()
     started = time.perf_counter()
     progress = _progress(config, state.epoch, ranks)
     while state.epoch < config.max_epochs:
         epoch = state.epoch
-        model.train()
-        train_loss = 0.0
-        steps = epoch_batches(len(train), config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch)
-        for indices in steps:
-            optimizer.zero_grad(set_to_none=True)
-            loss = _local_loss(model, train, part(indices, ranks), config, ranks, shift)
-            if loss is not None:
-                loss.backward()
-                train_loss += float(loss.detach())
-            sum_gradients(parameters, ranks)
-            if config.clip_grad is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, config.clip_grad)
-            optimizer.step()
-            if ema is not None:
-                ema.update_parameters(model)
-        if shift is not None:  # the offset fitted, not left to the optimiser (see .shift)
-            apply_shift([model] + ([ema.module] if ema is not None else []), shift.solve(ranks))
-            shift.reset()
-        train_loss = float(all_reduce_sum(torch.tensor([train_loss], dtype=torch.float64), ranks))
-        if config.loss["reduction"] == "mean":  # the mean over batches, comparable with valid_loss
-            train_loss /= max(len(steps), 1)
-        eval_model.eval()
-        valid_loss, errors, _ = evaluate(eval_model, valid, config, ranks=ranks)
+        train_loss = train_epoch(trainer, train, config, epoch, ranks)
+        trainer.eval_model.eval()
+        valid_loss, errors, _ = evaluate(trainer.eval_model, valid, config, ranks=ranks)
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):  # same values on every rank
             raise TrainingDiverged(
                 f"training diverged in epoch {epoch + 1} (train loss {train_loss}, validation loss {valid_loss}); "
                 f"nothing of this epoch was saved: {output_dir / 'checkpoint_last.pt'} and model.pt hold epochs "
-                f"{state.epoch} and {state.best_epoch}. Lower lr (now {optimizer.param_groups[0]['lr']:.3g}) or "
+                f"{state.epoch} and {state.best_epoch}. Lower lr (now {trainer.lr:.3g}) or "
                 "clip_grad and start over with --restart"
             )
-        scheduler.step(valid_loss)
+        trainer.scheduler.step(valid_loss)
         metrics = errors.metrics()
         state.epoch = epoch + 1
         row = {
             "epoch": state.epoch,
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": trainer.lr,
             "train_loss": train_loss,
             "valid_loss": valid_loss,
             "valid_energy_rmse": metrics["energy_per_atom_rmse"],
             "valid_forces_rmse": metrics["forces_rmse"],
             "time": time.perf_counter() - started,
         }
-        state.history.append(row)
-        if valid_loss < state.best_valid_loss:
-            state.best_valid_loss, state.best_epoch, state.epochs_without_improvement = valid_loss, state.epoch, 0
-            if ranks.is_main:
-                save_model(eval_model, output_dir / "model.pt")
-        else:
-            state.epochs_without_improvement += 1
-        if ranks.is_main:
-            atomic_torch_save(
-                _checkpoint(model, ema, optimizer, scheduler, state, config, fingerprint),
-                output_dir / "checkpoint_last.pt",
-            )
-            _write_log(output_dir / "log.csv", state.history)
+        record_epoch(trainer, state, row, config, output_dir, ranks, fingerprint)
         progress.set_postfix(
             valid_loss=f"{valid_loss:.4g}", E=f"{row['valid_energy_rmse']:.2f}", F=f"{row['valid_forces_rmse']:.1f}"
         )
@@ -290,14 +347,9 @@ def fit(
         line = epoch_line(row, config.max_epochs, state.best_epoch == state.epoch)
         # on a terminal the bar shows progress and the line goes to train.log only
         (log if progress.disable else getattr(log, "file_only", _ignore))(line)
-        # valid_loss is identical on every rank, so patience agrees; clocks do not, so the time
-        # budget is a collective decision
-        if config.patience is not None and state.epochs_without_improvement >= config.patience:
-            log(f"early stopping at epoch {state.epoch}: no improvement for {config.patience} epochs")
-            break
-        out_of_time = config.max_time is not None and time.perf_counter() - started > config.max_time
-        if any_rank(out_of_time, ranks):
-            log(f"stopping at epoch {state.epoch}: time budget of {config.max_time:.0f} s used")
+        reason = stop_reason(state, config, started, ranks)
+        if reason is not None:
+            log(reason)
             break
     progress.close()
     return state

@@ -38,7 +38,7 @@ class ModelConfig:
             (sym plus channel-coupled product weights).
         storage: "compact" (2l+1 components per rank) or "dense" (3^l); identical parameters.
         odd: also use the odd (Levi-Civita) product paths, giving pseudo-tensor features.
-        first_residual: the element-dependent self-connection in the first layer too (math.md
+        first_residual: the element-dependent self-connection in the first layer too (docs/math.md
             §2.1 step 5 has it in every layer, as MACE's default first interaction does); each
             element's isolated-atom site energy is then subtracted, so an atom without
             neighbours still has exactly E0 + shift.  Models saved before it existed load as False.
@@ -104,7 +104,7 @@ class ModelConfig:
         return cls(**merged)
 
 
-# The paper's settings (math.md §2.4).  Channel counts were command-line arguments in the
+# The paper's settings (docs/math.md §2.4).  Channel counts were command-line arguments in the
 # reference scripts and the appendix was not available to us: where marked "chosen", the value
 # follows MACE's published settings for the same benchmark and is not verified against the paper.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -1,4 +1,4 @@
-"""The ICTP network: species, edges and edge vectors in, per-atom energies out (math.md §2.1).
+"""The ICTP network: species, edges and edge vectors in, per-atom energies out (docs/math.md §2.1).
 
 Forces and stress are not computed here: :mod:`.potential` differentiates these energies.
 The forward pass is TorchScript-compatible; the LAMMPS export scripts it.

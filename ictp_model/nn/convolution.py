@@ -1,5 +1,5 @@
 """Two-body features A: weighted irreducible products of neighbour features with edge harmonics,
-summed over neighbours (math.md §2.1 step 4).
+summed over neighbours (docs/math.md §2.1 step 4).
 
     A_i[c]^{(l3, path)} = 1/n̄ · Σ_j R_ij[path, c] · α_{l3} · (h_j[c]^{(l1)} ⊗ T_{l2}(r̂_ij))_{l3}
 

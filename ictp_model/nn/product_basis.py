@@ -1,4 +1,4 @@
-"""Many-body features B: ν-fold channel-wise products of A with itself (math.md §2.1 step 6, §2.2).
+"""Many-body features B: ν-fold channel-wise products of A with itself (docs/math.md §2.1 step 6, §2.2).
 
     P_1 = A,  P_ν = P_{ν-1} ⊗ A  (unweighted, every path kept as its own slot),
     B_i[c]^{(L)} = Σ_ν Σ_p w^{(ν)}[Z_i, c, p] · P_ν[i, c]^{(L, p)}          (variants full, sym)

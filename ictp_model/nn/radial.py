@@ -1,4 +1,4 @@
-"""Radial basis: Bessel functions times a polynomial envelope, and the radial MLP (math.md §2.1)."""
+"""Radial basis: Bessel functions times a polynomial envelope, and the radial MLP (docs/math.md §2.1)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""Per-layer energy readouts from the scalar block (math.md §2.1 step 8)."""
+"""Per-layer energy readouts from the scalar block (docs/math.md §2.1 step 8)."""
 
 import math
 

@@ -35,7 +35,7 @@ def num_placements(l: int, m: int) -> int:
 
 
 def even_product_constant(l1: int, l2: int, l3: int) -> float:
-    """C_{l1 l2 l3} of the even irreducible product (math.md §1.2).
+    """C_{l1 l2 l3} of the even irreducible product (docs/math.md §1.2).
 
     With this constant, (T_l1(n) ⊗ T_l2(n))_l3 = T_l3(n) for every unit vector n, when the
     symmetrisation is the *sum* over distinct permutations.

@@ -1,4 +1,4 @@
-"""Irreducible Cartesian tensors of unit vectors, T_l(r̂) (math.md §1.1, the paper's Eq. (1))."""
+"""Irreducible Cartesian tensors of unit vectors, T_l(r̂) (docs/math.md §1.1, the paper's Eq. (1))."""
 
 import torch
 from torch import Tensor

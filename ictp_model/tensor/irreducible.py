@@ -58,7 +58,7 @@ def append_delta(x: Tensor) -> Tensor:
 
 
 def detrace(x: Tensor, l: int) -> Tensor:
-    """Remove all traces of a *symmetric* rank-l tensor (the detracer, math.md §1.1).
+    """Remove all traces of a *symmetric* rank-l tensor (the detracer, docs/math.md §1.1).
 
     STF(S) = Σ_m (-1)^m (2l-2m-1)!!/(2l-1)!! · {δ^m ⊗ Tr^m S}, where {…} is the sum over the
     l!/(2^m m! (l-2m)!) distinct placements, written here as that count times the average over

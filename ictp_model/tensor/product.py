@@ -1,4 +1,4 @@
-"""The irreducible Cartesian tensor product (math.md §1.2–1.3, the paper's Eqs. (2)–(3)).
+"""The irreducible Cartesian tensor product (docs/math.md §1.2–1.3, the paper's Eqs. (2)–(3)).
 
 Even path (l1 + l2 - l3 = 2k):
     (x ⊗ y)_l3 = C_{l1 l2 l3} · STF(Sym_Σ(x ·(k) y))

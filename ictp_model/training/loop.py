@@ -74,7 +74,7 @@ def refits_shift(config: TrainConfig) -> bool:
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Weight decay only on the product-basis weights and `linear_second` (math.md §2.3)."""
+    """Weight decay only on the product-basis weights and `linear_second` (docs/math.md §2.3)."""
     decay, rest = [], []
     for name, p in model.named_parameters():
         (decay if ".product.weights." in name or name.endswith("linear_second") else rest).append(p)

@@ -85,6 +85,62 @@ def make_dynamics(atoms: Atoms, settings: MDSettings):
     )
 
 
+def check_state(atoms: Atoms, step: int, epot: float, forces: np.ndarray, drift: float, settings: MDSettings) -> None:
+    """Raises UnphysicalError for NaN energies or forces, atoms that came too close, or (NVE) an
+    energy drift beyond the threshold."""
+    if not (np.isfinite(epot) and np.all(np.isfinite(forces))):
+        raise UnphysicalError(f"step {step}: NaN or inf in the energy or forces")
+    closest = _min_distance(atoms, settings.min_distance)
+    if closest < settings.min_distance:
+        raise UnphysicalError(f"step {step}: atoms {closest:.3f} A apart (threshold {settings.min_distance} A)")
+    if settings.ensemble == "nve" and drift > settings.max_drift:
+        raise UnphysicalError(f"step {step}: total energy drifted {drift:.4f} eV/atom (threshold {settings.max_drift})")
+
+
+class MDRecorder:
+    """The CSV log and the trajectory of a run, written as it goes (every log_every steps)."""
+
+    def __init__(self, atoms: Atoms, trajectory: Path, handle, log_every: int, timestep: float):
+        self.committee = bool(getattr(atoms.calc, "committee", False))
+        fields = ["step", "time_ps", "temperature_K", "epot_eV", "etot_eV", "max_force_eV_A"]
+        self.writer = csv.DictWriter(handle, fieldnames=fields + (["energy_std_eV"] if self.committee else []))
+        self.writer.writeheader()
+        self.handle, self.trajectory, self.log_every, self.timestep = handle, trajectory, log_every, timestep
+        self.traj = Trajectory(str(trajectory), "w") if trajectory.suffix == ".traj" else None
+
+    def record(self, atoms: Atoms, step: int, epot: float, ekin: float, forces: np.ndarray) -> None:
+        if step % self.log_every:
+            return
+        row = {
+            "step": step,
+            "time_ps": step * self.timestep / 1000.0,
+            "temperature_K": atoms.get_temperature(),
+            "epot_eV": epot,
+            "etot_eV": epot + ekin,
+            "max_force_eV_A": float(np.linalg.norm(forces, axis=1).max()),
+        }
+        if self.committee:
+            row["energy_std_eV"] = atoms.calc.results["energy_std"]
+        self.writer.writerow(row)
+        self.handle.flush()
+        if self.traj is not None:
+            self.traj.write(atoms)
+        else:
+            write(self.trajectory, atoms, format="extxyz", append=step > 0)
+
+    def close(self) -> None:
+        if self.traj is not None:
+            self.traj.close()
+
+
+def prepare_velocities(atoms: Atoms, settings: MDSettings) -> None:
+    """Maxwell–Boltzmann velocities at the temperature, without drift (and rotation, for molecules)."""
+    thermalize_momenta(atoms, temperature_K=settings.temperature, rng=np.random.default_rng(settings.seed))
+    Stationary(atoms)
+    if not atoms.pbc.any():
+        ZeroRotation(atoms)
+
+
 def run_md(
     atoms: Atoms,
     settings: MDSettings,
@@ -97,61 +153,23 @@ def run_md(
     CSV log as it goes.  Returns a summary; raises UnphysicalError after writing what it has."""
     if settings.ensemble not in ENSEMBLES:
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, got {settings.ensemble!r}")
-    thermalize_momenta(atoms, temperature_K=settings.temperature, rng=np.random.default_rng(settings.seed))
-    Stationary(atoms)
-    if not atoms.pbc.any():
-        ZeroRotation(atoms)
+    prepare_velocities(atoms, settings)
     dynamics = make_dynamics(atoms, settings)
-    committee = bool(getattr(atoms.calc, "committee", False))
-    fields = ["step", "time_ps", "temperature_K", "epot_eV", "etot_eV", "max_force_eV_A"] + (
-        ["energy_std_eV"] if committee else []
-    )
-    traj = Trajectory(str(trajectory), "w") if trajectory.suffix == ".traj" else None
     start_energy: Optional[float] = None
     started = time.perf_counter()
     from tqdm import tqdm
 
     bar = tqdm(total=settings.steps, desc=f"md {settings.ensemble}", disable=None if progress else True, leave=False)
     with open(log_file, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields)
-        writer.writeheader()
+        recorder = MDRecorder(atoms, trajectory, handle, settings.log_every, settings.timestep)
         step = 0
         try:
             while True:
-                epot = atoms.get_potential_energy()
-                forces = atoms.get_forces()
-                ekin = atoms.get_kinetic_energy()
-                if not (np.isfinite(epot) and np.all(np.isfinite(forces))):
-                    raise UnphysicalError(f"step {step}: NaN or inf in the energy or forces")
-                closest = _min_distance(atoms, settings.min_distance)
-                if closest < settings.min_distance:
-                    raise UnphysicalError(
-                        f"step {step}: atoms {closest:.3f} A apart (threshold {settings.min_distance} A)"
-                    )
-                if start_energy is None:
-                    start_energy = epot + ekin
+                epot, forces, ekin = atoms.get_potential_energy(), atoms.get_forces(), atoms.get_kinetic_energy()
+                start_energy = epot + ekin if start_energy is None else start_energy
                 drift = abs(epot + ekin - start_energy) / len(atoms)
-                if settings.ensemble == "nve" and drift > settings.max_drift:
-                    raise UnphysicalError(
-                        f"step {step}: total energy drifted {drift:.4f} eV/atom (threshold {settings.max_drift})"
-                    )
-                if step % settings.log_every == 0:
-                    row = {
-                        "step": step,
-                        "time_ps": step * settings.timestep / 1000.0,
-                        "temperature_K": atoms.get_temperature(),
-                        "epot_eV": epot,
-                        "etot_eV": epot + ekin,
-                        "max_force_eV_A": float(np.linalg.norm(forces, axis=1).max()),
-                    }
-                    if committee:
-                        row["energy_std_eV"] = atoms.calc.results["energy_std"]
-                    writer.writerow(row)
-                    handle.flush()
-                    if traj is not None:
-                        traj.write(atoms)
-                    else:
-                        write(trajectory, atoms, format="extxyz", append=step > 0)
+                check_state(atoms, step, epot, forces, drift, settings)
+                recorder.record(atoms, step, epot, ekin, forces)
                 if step >= settings.steps:
                     break
                 dynamics.run(1)
@@ -162,8 +180,7 @@ def run_md(
             raise
         finally:
             bar.close()
-            if traj is not None:
-                traj.close()
+            recorder.close()
     elapsed = time.perf_counter() - started
     ns_per_day = settings.steps * settings.timestep * 1e-6 / (elapsed / 86400.0)
     return {"steps": settings.steps, "seconds": elapsed, "ns_per_day": ns_per_day, "final_drift_eV_per_atom": drift}

@@ -13,7 +13,7 @@ from ictp_model.data.statistics import check_elements
 from ictp_model.device import check_device
 from ictp_model.files import atomic_text, atomic_write
 from ictp_model.model.io import load_model
-from ictp_model.training.config import TrainConfig
+from ictp_model.training.config import LOSS_DEFAULTS
 from ictp_model.training.loop import evaluate
 from ictp_model.training.metrics import format_table
 
@@ -26,14 +26,20 @@ def run_eval(args: argparse.Namespace) -> int:
     files = {path: read_samples(path, keys) for path in args.data}
     for samples in files.values():
         check_elements(samples, config.elements)
-    settings = TrainConfig(train_file="-", valid_batch_size=args.batch_size, progress=False)
+    loss = dict(LOSS_DEFAULTS)  # the loss column uses the training defaults; the errors do not depend on it
     dtype = getattr(torch, config.dtype)
     results, written = {}, []
     for path, samples in files.items():
         has_stress = any(s.stress is not None for s in samples)
         dataset = InMemoryDataset.from_samples(samples, config.cutoff, dtype)
         _, errors, predictions = evaluate(
-            model, dataset, settings, stress=has_stress, keep_predictions=len(samples), memory_mb=args.memory
+            model,
+            dataset,
+            loss,
+            args.batch_size,
+            stress=has_stress,
+            keep_predictions=len(samples),
+            memory_mb=args.memory,
         )
         name = Path(path).name
         results[name] = errors.metrics()

@@ -48,7 +48,6 @@ def _preprocess(args: argparse.Namespace, extra: list[str]) -> int:
 
     from ictp_model.data.io import Keys
     from ictp_model.data.preprocess import preprocess
-    from ictp_model.model.config import resolve_config
     from ictp_model.training.config import load_train_config, parse_overrides
     from ictp_model.training.run import resolve_e0s
 
@@ -56,7 +55,7 @@ def _preprocess(args: argparse.Namespace, extra: list[str]) -> int:
     config = load_train_config(path, parse_overrides(extra))
     if config.valid_size is not None and not config.valid_file:
         raise ConfigError("valid_size: preprocess streams the data once; give valid_fraction or valid_file")
-    cutoff = resolve_config({**config.model_dict, "elements": ["H"]}).cutoff
+    cutoff = config.model_cutoff
     preprocess(
         {"train": config.train_file, "valid": config.valid_file, "test": config.test_file},
         Keys(config.energy_key, config.forces_key, config.stress_key, config.virials_key, config.weight_key),

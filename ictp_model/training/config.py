@@ -139,16 +139,25 @@ class TrainConfig:
             values["dtype"] = self.dtype
         return values
 
+    def model_value(self, key: str) -> tuple[Any, str]:
+        """(value, where it comes from) of one model key, before the data completes the model:
+        the explicit key, else the preset's, else ModelConfig's default."""
+        values = self.model_dict
+        if key in values:
+            return values[key], "dtype" if key == "dtype" and self.dtype is not None else f"model.{key}"
+        preset = values.get("preset")
+        if preset is not None and key in PRESETS[preset]:
+            return PRESETS[preset][key], f"preset {preset}"
+        return ModelConfig.__dataclass_fields__[key].default, "default"
+
     @property
     def model_dtype(self) -> tuple[str, str]:
         """(dtype, where it comes from) of the model this config builds."""
-        values = self.model_dict
-        if "dtype" in values:
-            return values["dtype"], "dtype" if self.dtype is not None else "model.dtype"
-        preset = values.get("preset")
-        if preset is not None and "dtype" in PRESETS[preset]:
-            return PRESETS[preset]["dtype"], f"preset {preset}"
-        return ModelConfig.__dataclass_fields__["dtype"].default, "default"
+        return self.model_value("dtype")
+
+    @property
+    def model_cutoff(self) -> float:
+        return float(self.model_value("cutoff")[0])
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

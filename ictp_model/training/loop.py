@@ -88,26 +88,28 @@ def _device_batch(dataset: GraphDataset, indices: list[int], model: torch.nn.Mod
 def evaluate(
     model: torch.nn.Module,
     dataset: GraphDataset,
-    config: TrainConfig,
+    loss: dict,
+    batch_size: int,
     stress: bool = False,
     ranks: Ranks = SINGLE,
     keep_predictions: int = 0,
     memory_mb: Optional[float] = None,
 ) -> tuple[float, ErrorAccumulator, list[dict]]:
-    """Loss and errors over a data set, each rank taking its part; the loss and the errors are
-    summed over ranks. Also returns the predictions and labels of this rank's first
-    ``keep_predictions`` structures, in order.  memory_mb: see compute_properties (`ictp eval`
-    on large structures; validation during training keeps the plain path)."""
+    """Loss (with the loss settings ``loss``) and errors over a data set in batches of
+    ``batch_size`` structures, each rank taking its part; the loss and the errors are summed over
+    ranks. Also returns the predictions and labels of this rank's first ``keep_predictions``
+    structures, in order.  memory_mb: see compute_properties (`ictp eval` on large structures;
+    validation during training keeps the plain path)."""
     sums = {t: 0.0 for t in LOSS_TERMS}
     counts = {t: 0.0 for t in LOSS_TERMS}
     errors, predictions = ErrorAccumulator(), []
     mine = part(list(range(len(dataset))), ranks)
-    with_stress = stress or config.loss["stress"] > 0
-    for start in range(0, len(mine), config.valid_batch_size):
-        indices = mine[start : start + config.valid_batch_size]
+    with_stress = stress or loss["stress"] > 0
+    for start in range(0, len(mine), batch_size):
+        indices = mine[start : start + batch_size]
         batch = _device_batch(dataset, indices, model)
         out = compute_properties(model, batch, forces=True, stress=with_stress, memory_mb=memory_mb)
-        for name, (value, count) in loss_terms(out, batch, config.loss).items():
+        for name, (value, count) in loss_terms(out, batch, loss).items():
             sums[name] += float(value.detach())
             counts[name] += float(count)
         energy, forces = out["energy"].detach().double().cpu(), out["forces"].detach().double().cpu()
@@ -134,16 +136,14 @@ def evaluate(
     totals = [sums[t] for t in LOSS_TERMS] + [counts[t] for t in LOSS_TERMS]
     totals = all_reduce_sum(torch.tensor(totals, dtype=torch.float64), ranks)
     n = len(LOSS_TERMS)
-    active = [i for i, t in enumerate(LOSS_TERMS) if config.loss[t] > 0]
-    loss = combine(
-        {LOSS_TERMS[i]: totals[i] for i in active}, {LOSS_TERMS[i]: totals[n + i] for i in active}, config.loss
-    )
+    active = [i for i, t in enumerate(LOSS_TERMS) if loss[t] > 0]
+    total = combine({LOSS_TERMS[i]: totals[i] for i in active}, {LOSS_TERMS[i]: totals[n + i] for i in active}, loss)
     if ranks.distributed:
         merged = ErrorAccumulator()
         for other in gather(errors, ranks):
             merged.merge(other)
         errors = merged
-    return float(loss), errors, predictions
+    return float(total), errors, predictions
 
 
 @dataclass
@@ -319,7 +319,7 @@ def fit(
         epoch = state.epoch
         train_loss = train_epoch(trainer, train, config, epoch, ranks)
         trainer.eval_model.eval()
-        valid_loss, errors, _ = evaluate(trainer.eval_model, valid, config, ranks=ranks)
+        valid_loss, errors, _ = evaluate(trainer.eval_model, valid, config.loss, config.valid_batch_size, ranks=ranks)
         if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):  # same values on every rank
             raise TrainingDiverged(
                 f"training diverged in epoch {epoch + 1} (train loss {train_loss}, validation loss {valid_loss}); "

@@ -296,7 +296,9 @@ def report(config: TrainConfig, data: PreparedData, state, log: Callable[[str], 
     for name, dataset in (("valid", data.valid), ("test", data.test())):
         if dataset is None:
             continue
-        _, errors, predictions = evaluate(best, dataset, config, ranks=ranks, keep_predictions=PARITY_POINTS)
+        _, errors, predictions = evaluate(
+            best, dataset, config.loss, config.valid_batch_size, ranks=ranks, keep_predictions=PARITY_POINTS
+        )
         results[name] = errors.metrics()
         for group, metrics in errors.all_metrics().items():
             if group != "all":

@@ -48,7 +48,8 @@ def test_layer_outputs_at_initialisation_have_the_scale_of_their_normalisation(v
     W[Z]ᵀ·e_Z / sqrt(C·S) of an embedding e_Z with variance 1/S: mean square 1/S² (MACE's first
     layer has the same); a missing 1/sqrt(fan-in) on that path would change it by ≥ S = 4, and
     every other block stays finite and below the scalars' scale.  (Measured here: scalars 0.05-0.07,
-    rank 1 0.003-0.008, rank 2 ~0.001, last layer 0.01-0.02.)"""
+    rank 1 0.003-0.008, rank 2 ~0.001, last layer 0.01-0.02; MACE 0.3.16 at the same settings and
+    structure: 0.086, 0.0003, 0.0007 and 0.027.)"""
     torch.manual_seed(0)
     model = small_model(variant=variant, channels=16, avg_num_neighbors=19.3)
     num_species = len(model.config.elements)

@@ -175,7 +175,12 @@ MEMORY_HELP = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ictp", description="Irreducible Cartesian tensor potentials")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_train, _add_preprocess, _add_eval, _add_md, _add_export_and_demo):
+        add(sub)
+    return parser
 
+
+def _add_train(sub) -> None:
     train = sub.add_parser(
         "train",
         usage="ictp train [CONFIG.yaml] [--key value ...] [--restart | --resume] [--distributed]",
@@ -202,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.set_defaults(func=_train)
 
+
+def _add_preprocess(sub) -> None:
     pre = sub.add_parser(
         "preprocess",
         usage="ictp preprocess [CONFIG.yaml] --out DIR [--shard-size N] [--store-neighbours] [--key value ...]",
@@ -212,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--store-neighbours", action="store_true", help="also store neighbour lists (model cutoff)")
     pre.set_defaults(func=_preprocess)
 
+
+def _add_eval(sub) -> None:
     ev = sub.add_parser("eval", help="evaluate a model on labelled structures")
     ev.add_argument("--model", required=True, help="model file written by ictp train / save_model")
     ev.add_argument("--data", required=True, nargs="+", help="labelled structure files (extxyz, ASE db, .npz)")
@@ -229,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=_eval)
 
+
+def _add_md(sub) -> None:
     md = sub.add_parser("md", help="molecular dynamics with ASE (NVE, Langevin NVT, Berendsen NPT)")
     md.add_argument("--model", required=True, nargs="+", help="one model, or several for a committee")
     md.add_argument("--structure", required=True, help="starting structure (any ASE-readable file)")
@@ -249,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--memory", type=float, default=0.0, help=MEMORY_HELP)
     md.set_defaults(func=_md)
 
+
+def _add_export_and_demo(sub) -> None:
     export = sub.add_parser("export", help="export a model to TorchScript for LAMMPS (pair_style ictp)")
     export.add_argument("--model", required=True, help="model file written by ictp train / save_model")
     export.add_argument("--out", required=True, help="output file, e.g. model-lammps.pt")
@@ -258,7 +271,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="demo_output")
     demo.add_argument("--minutes", type=float, default=3.0, help="training time budget")
     demo.set_defaults(func=_demo)
-    return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:

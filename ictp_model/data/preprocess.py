@@ -85,16 +85,7 @@ def preprocess(
     stats, isolated = RunningStatistics(), []
     rng = np.random.default_rng(seed)
     try:
-        for sample in iter_samples(files["train"], keys):
-            if sample.is_isolated_atom:
-                isolated.append(sample)
-                continue
-            if files.get("valid") is None and rng.random() < valid_fraction:
-                writers["valid"].add(sample)
-            elif train_size is None or writers["train"].count < train_size:
-                i, _, _ = neighbour_list(sample.atoms.positions, sample.atoms.cell[:], sample.atoms.pbc, cutoff)
-                stats.add(sample, len(i))
-                writers["train"].add(sample)
+        _stream_training_file(files, keys, writers, stats, isolated, rng, valid_fraction, train_size, cutoff)
         for name in ("valid", "test"):
             if files.get(name):
                 for sample in iter_samples(files[name], keys):
@@ -106,21 +97,7 @@ def preprocess(
                 f"{files['train']}: frame -: key '-': {writers['train'].count} training and "
                 f"{writers['valid'].count} validation structures; both sets need at least one"
             )
-        numbers = sorted(set().union(*(w.elements for w in writers.values())))
-        elements = [chemical_symbols[z] for z in numbers]
-        statistics = {
-            "format": "ictp-shards",
-            "version": 1,
-            "cutoff": cutoff,
-            "elements": elements,
-            "atomic_energies": e0s(stats, isolated, elements),
-            "avg_num_neighbors": stats.avg_num_neighbors(),
-            "scale": stats.force_rms(),
-            "counts": {name: w.count for name, w in writers.items()},
-            "shards": {name: w.shards for name, w in writers.items()},
-            "sources": {name: str(path) for name, path in files.items() if path},
-            "neighbours_stored": store_neighbours,
-        }
+        statistics = _statistics(files, writers, stats, isolated, e0s, cutoff, store_neighbours)
         (partial / STATISTICS_FILE).write_text(json.dumps(statistics, indent=1))
         if out.exists():
             out.rmdir()  # empty, checked above
@@ -130,6 +107,41 @@ def preprocess(
         raise
     log(f"wrote {out}: " + ", ".join(f"{n} {w.count} structures in {w.shards} shards" for n, w in writers.items()))
     return statistics
+
+
+def _stream_training_file(files, keys, writers, stats, isolated, rng, valid_fraction, train_size, cutoff) -> None:
+    """The training file, frame by frame: isolated atoms aside (for E0s), a seeded valid_fraction
+    to validation when there is no valid file, the rest (up to train_size) to training, with its
+    statistics."""
+    for sample in iter_samples(files["train"], keys):
+        if sample.is_isolated_atom:
+            isolated.append(sample)
+            continue
+        if files.get("valid") is None and rng.random() < valid_fraction:
+            writers["valid"].add(sample)
+        elif train_size is None or writers["train"].count < train_size:
+            i, _, _ = neighbour_list(sample.atoms.positions, sample.atoms.cell[:], sample.atoms.pbc, cutoff)
+            stats.add(sample, len(i))
+            writers["train"].add(sample)
+
+
+def _statistics(files, writers, stats, isolated, e0s, cutoff: float, store_neighbours: bool) -> dict:
+    """The sidecar: elements, E0s, n̄, force scale, counts and shards of every set."""
+    numbers = sorted(set().union(*(w.elements for w in writers.values())))
+    elements = [chemical_symbols[z] for z in numbers]
+    return {
+        "format": "ictp-shards",
+        "version": 1,
+        "cutoff": cutoff,
+        "elements": elements,
+        "atomic_energies": e0s(stats, isolated, elements),
+        "avg_num_neighbors": stats.avg_num_neighbors(),
+        "scale": stats.force_rms(),
+        "counts": {name: w.count for name, w in writers.items()},
+        "shards": {name: w.shards for name, w in writers.items()},
+        "sources": {name: str(path) for name, path in files.items() if path},
+        "neighbours_stored": store_neighbours,
+    }
 
 
 def read_statistics(folder: Path) -> dict:

@@ -21,10 +21,11 @@ ODD_PATHS = [p for p in ALL_PATHS if is_odd_path(*p)]
 
 
 def test_path_enumeration_covers_every_allowed_triple():
-    assert len(EVEN_PATHS) + len(ODD_PATHS) == len(ALL_PATHS)
-    assert all(abs(a - b) <= c <= a + b for a, b, c in ALL_PATHS)
-    assert len(ODD_PATHS) > 0 and all(is_odd_path(*p) for p in ODD_PATHS)
-    assert len(ALL_PATHS) == sum(min(a + b, 4) - abs(a - b) + 1 for a in range(5) for b in range(5))
+    triples = [(a, b, c) for a in range(5) for b in range(5) for c in range(5) if abs(a - b) <= c <= a + b]
+    assert sorted(ALL_PATHS) == sorted(triples)
+    # parity: a path is even (no Levi-Civita) exactly when l1 + l2 + l3 is even
+    assert sorted(EVEN_PATHS) == sorted(t for t in triples if sum(t) % 2 == 0)
+    assert sorted(ODD_PATHS) == sorted(t for t in triples if sum(t) % 2 == 1)
 
 
 def test_path_counts_match_the_reference_model():

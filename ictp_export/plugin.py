@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ictp_model.version import __version__
+
 LIBRARY = "libpair_ictp.so"
 
 
@@ -35,8 +37,6 @@ def build_dir() -> Path:
     if _has_sources(_checkout()):
         return _checkout() / "build" / "plugin"
     import torch
-
-    from ictp_model import __version__
 
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return cache / "ictp" / f"plugin-{__version__}-torch{torch.__version__}"

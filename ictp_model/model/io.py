@@ -11,6 +11,7 @@ from typing import Any, Union
 import torch
 
 from ictp_model.files import atomic_torch_save
+from ictp_model.version import __version__
 
 from .build import build_model
 from .config import ModelConfig
@@ -55,8 +56,6 @@ def model_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 
 def model_payload(model: ICTPNetwork) -> dict[str, Any]:
-    from ictp_model import __version__
-
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -39,6 +39,7 @@ namespace {
 // the interface of ictp_export/lammps_model.py this plugin reads: version 2 adds the memory budget
 constexpr int FORMAT_VERSION = 2;
 constexpr int OLDEST_FORMAT_VERSION = 1;
+constexpr int MEMORY_ARGUMENT_VERSION = 2;    // forward(..., memory_mb) and its evaluation's attributes
 
 template <typename T> double capacity_bytes(const std::vector<T> &v)
 {
@@ -177,11 +178,17 @@ void PairICTP::load_model(const std::string &path)
   if (format_version < OLDEST_FORMAT_VERSION || format_version > FORMAT_VERSION)
     error->all(FLERR, "pair_style ictp: model '{}' has format version {}, this plugin reads versions {} to {}",
                path, format_version, OLDEST_FORMAT_VERSION, FORMAT_VERSION);
-  if (format_version < 2 && memory_mb > 0.0 && comm->me == 0)
+  if (format_version < MEMORY_ARGUMENT_VERSION && memory_mb > 0.0 && comm->me == 0)
     error->warning(FLERR,
                    "pair_style ictp: model '{}' (format version {}) has no bounded-memory evaluation; 'memory' "
                    "is ignored (export it again with this ictp)",
                    path, format_version);
+  bytes_per_edge = default_memory_mb = 0.0;
+  if (format_version >= MEMORY_ARGUMENT_VERSION) {
+    auto evaluation = model.attr("evaluation").toModule();
+    bytes_per_edge = evaluation.attr("bytes_per_edge").toDouble();
+    default_memory_mb = evaluation.attr("default_memory_mb").toDouble();
+  }
   cutoff = model.attr("cutoff").toDouble();
   num_layers = static_cast<int>(model.attr("num_layers").toInt());
   model_elements.clear();
@@ -319,18 +326,14 @@ void PairICTP::compute(int eflag, int vflag)
   torch::Tensor species = torch::from_blob(species_buffer.data(), {nused}, int64);
   torch::Tensor edge_index = torch::from_blob(edge_buffer.data(), {2, nedges}, int64);
   torch::Tensor edge_shifts = torch::from_blob(graph.shifts.data(), {nedges, 3}, float64);
-  if (model.hasattr("evaluation")) {
-    auto evaluation = model.attr("evaluation").toModule();
-    double per_edge = evaluation.attr("bytes_per_edge").toDouble();
-    double budget = (memory_mb > 0.0 ? memory_mb : evaluation.attr("default_memory_mb").toDouble()) * 1048576.0;
-    model_working_bytes = std::min(budget, per_edge * static_cast<double>(nedges));
-  }
+  const double budget = (memory_mb > 0.0 ? memory_mb : default_memory_mb) * 1048576.0;
+  model_working_bytes = std::min(budget, bytes_per_edge * static_cast<double>(nedges));
 
   const bool want_virial = vflag_global || vflag_atom;
   c10::List<int64_t> receiver_list(graph.receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
                                          edge_shifts.to(device), receiver_list, want_virial};
-  if (format_version >= 2) inputs.emplace_back(memory_mb);
+  if (format_version >= MEMORY_ARGUMENT_VERSION) inputs.emplace_back(memory_mb);
   c10::IValue result;
   try {
     result = model.forward(inputs);

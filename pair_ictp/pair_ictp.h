@@ -50,6 +50,8 @@ class PairICTP : public Pair {
   std::vector<long> type_to_species;    // LAMMPS type -> index into model_elements
   int format_version = 0;
   double memory_mb = 0.0;          // the model's working-memory budget per evaluation; 0: its default
+  double bytes_per_edge = 0.0;       // the model's working memory per edge (format 2; 0: not known)
+  double default_memory_mb = 0.0;    // the model's budget when memory is not given
   double model_working_bytes = 0.0;  // the model's estimate of its working set at the last step
   bool raised_cutghost = false;      // init_style raised comm->cutghostuser from cutghost_before
   double cutghost_before = 0.0, raised_cutghost_to = 0.0;

@@ -133,7 +133,7 @@ class BoundedEvaluation(nn.Module):
         backward recomputes each layer from its input."""
         net = self.network
         with torch.no_grad():
-            h: list[Tensor] = [(net.embedding * net.embedding_norm).index_select(0, species).unsqueeze(-1)]
+            h: list[Tensor] = [net.embed(species)]
             features: list[list[Tensor]] = [h]
             for t, layer in enumerate(net.layers):
                 if t < self.num_layers - 1:  # (no break: TorchScript unrolls loops over modules)

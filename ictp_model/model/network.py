@@ -88,6 +88,10 @@ class ICTPNetwork(nn.Module):
             z_to_index[atomic_numbers[symbol]] = i
         self.register_buffer("z_to_index", z_to_index)
 
+    def embed(self, species: Tensor) -> Tensor:
+        """The first layer's input h^(0): the normalised element embedding, (N,) -> (N, C, 1)."""
+        return (self.embedding * self.embedding_norm).index_select(0, species).unsqueeze(-1)
+
     def edge_features(self, vectors: Tensor) -> list[Tensor]:
         """[edge harmonics (E, D_Y), radial basis × envelope (E, num_bessel)]."""
         lengths = torch.linalg.vector_norm(vectors, dim=-1)
@@ -106,7 +110,7 @@ class ICTPNetwork(nn.Module):
         first and edges sorted by centre.  The result then covers the first receivers[-1] atoms.
         """
         edge_harmonics, radial = self.edge_features(vectors)
-        h: list[Tensor] = [(self.embedding * self.embedding_norm).index_select(0, species).unsqueeze(-1)]  # (N, C, 1)
+        h: list[Tensor] = [self.embed(species)]
         num_out = species.shape[0] if receivers is None else receivers[-1]
         energy = torch.zeros(num_out, dtype=vectors.dtype, device=vectors.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
@@ -134,7 +138,7 @@ class ICTPNetwork(nn.Module):
         if not self.first_residual:
             return offsets
         species = torch.arange(self.embedding.shape[0], device=self.embedding.device)
-        h: list[Tensor] = [(self.embedding * self.embedding_norm).unsqueeze(-1)]
+        h: list[Tensor] = [self.embed(species)]
         isolated = torch.zeros(species.shape[0], dtype=dtype, device=self.embedding.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
             h = layer.isolated(h, species)

@@ -95,18 +95,20 @@ def compute_properties(
     species = species_index(network.z_to_index, graph.numbers)
     vectors = edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
     need_grad = forces or stress
-    if memory_mb is not None and need_grad and not training:
+    bounded = memory_mb is not None and need_grad and not training
+    if bounded:
         evaluation = BoundedEvaluation(network)
         node_energy, g = evaluation(species, graph.edge_index, vectors, None, evaluation.chunk_edges(memory_mb))
     else:
         if need_grad:
             vectors = vectors.detach().requires_grad_(True)
         node_energy = network(species, graph.edge_index, vectors)
-        g = edge_gradients(node_energy, vectors, create_graph=training) if need_grad else vectors
     energy = torch.zeros(graph.num_graphs, dtype=dtype, device=node_energy.device)
     out = {"node_energy": node_energy, "energy": energy.index_add(0, graph.batch, node_energy)}
     if not need_grad:
         return out
+    if not bounded:  # the bounded evaluation returns its edge gradients itself
+        g = edge_gradients(node_energy, vectors, create_graph=training)
     if forces:
         out["forces"] = forces_from_edges(g, graph.edge_index, graph.num_nodes)
     if stress:

@@ -21,7 +21,8 @@ w_F = 100 (ICTP: energy_mode per_atom, reduction mean); validation every epoch.
 
 Budget: --epochs caps both codes' epochs; --minutes caps their wall-clock (ICTP stops at the first
 epoch end past it; MACE, which has no time limit, gets the epochs that a 3-epoch calibration run
-says fit). Output: a table (per seed, and mean ± std over seeds) of validation force RMSE at equal
+says fit). --side-by-side trains the two codes at the same time, each on --threads threads, so that
+both see the same machine load (on 2 cores: --threads 1). Output: a table (per seed, and mean ± std over seeds) of validation force RMSE at equal
 epochs and the test errors of each best model, curves.png (validation force RMSE against epoch
 and against wall-clock), and results.json, in --work-dir.
 """
@@ -35,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -187,6 +189,17 @@ def train_mace(paths: dict, e0s: dict, args, seed: int, work: Path) -> dict:
     }
 
 
+def train_codes(paths: dict, e0s: dict, args, seed: int, work: Path) -> dict:
+    """{"ICTP": ..., "MACE": ...}: one after the other, or side by side (each code's own subprocess)."""
+    trainers = {code.upper(): train_ictp if code == "ictp" else train_mace for code in args.codes}
+    print(f"seed {seed}: training {', '.join(trainers)}{' side by side' if args.side_by_side else ''} ...", flush=True)
+    if not args.side_by_side:
+        return {code: train(paths, e0s, args, seed, work) for code, train in trainers.items()}
+    with ThreadPoolExecutor(len(trainers)) as pool:  # the work is in subprocesses; threads only wait
+        futures = {code: pool.submit(train, paths, e0s, args, seed, work) for code, train in trainers.items()}
+        return {code: future.result() for code, future in futures.items()}
+
+
 def test_errors(calculator, path: Path) -> dict:
     e_err, f_err = [], []
     for atoms in read(path, index=":"):
@@ -287,6 +300,7 @@ def main() -> None:
     parser.add_argument("--max-rank", type=int, default=1, help="L of the hidden features (MACE max_L)")
     parser.add_argument("--variant", default="sym", choices=["full", "sym", "sym+lt"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--side-by-side", action="store_true", help="train both codes at the same time")
     parser.add_argument("--ictp-option", action="append", default=[], help="extra ICTP config key=value (ablations)")
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args()
@@ -306,16 +320,15 @@ def main() -> None:
         work = root / f"seed{seed}"
         work.mkdir(parents=True, exist_ok=True)
         paths = split(args, seed, work)
-        runs = {}
-        for code in args.codes:
-            print(f"seed {seed}: training {code} ...", flush=True)
-            runs[code.upper()] = (train_ictp if code == "ictp" else train_mace)(paths, e0s, args, seed, work)
-            runs[code.upper()]["test"] = test_errors(runs[code.upper()].pop("calculator"), paths["test"])
+        runs = train_codes(paths, e0s, args, seed, work)
+        for run_ in runs.values():
+            run_["test"] = test_errors(run_.pop("calculator"), paths["test"])
         results[seed] = runs
         (root / "results.json").write_text(json.dumps(results, indent=1))
     name = f"{args.dataset}{' ' + args.molecule if args.dataset == 'rmd17' else ''} N={args.train_size}"
     print(
-        f"\n{name}: C={args.channels}, L={args.max_rank}, l_max=3, nu=3, float64, {args.threads} threads, "
+        f"\n{name}: C={args.channels}, L={args.max_rank}, l_max=3, nu=3, float64, {args.threads} threads"
+        f"{' each, side by side' if args.side_by_side else ''}, "
         f"budget {args.minutes} min / {args.epochs} epochs, seeds {args.seeds}; load average {os.getloadavg()[0]:.2f}"
     )
     shortest = min(r["curve"][-1][0] for runs in results.values() for r in runs.values())

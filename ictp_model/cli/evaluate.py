@@ -13,7 +13,7 @@ from ictp_model.data.statistics import check_elements
 from ictp_model.device import check_device
 from ictp_model.files import atomic_text, atomic_write
 from ictp_model.model.io import load_model
-from ictp_model.training.config import LOSS_DEFAULTS
+from ictp_model.training.config import LossConfig
 from ictp_model.training.loop import evaluate
 from ictp_model.training.metrics import format_table
 
@@ -26,7 +26,7 @@ def run_eval(args: argparse.Namespace) -> int:
     files = {path: read_samples(path, keys) for path in args.data}
     for samples in files.values():
         check_elements(samples, config.elements)
-    loss = dict(LOSS_DEFAULTS)  # the loss column uses the training defaults; the errors do not depend on it
+    loss = LossConfig()  # the loss column uses the training defaults; the errors do not depend on it
     dtype = getattr(torch, config.dtype)
     results, written = {}, []
     for path, samples in files.items():

@@ -55,7 +55,7 @@ def _preprocess(args: argparse.Namespace, extra: list[str]) -> int:
     config = load_train_config(path, parse_overrides(extra))
     if config.valid_size is not None and not config.valid_file:
         raise ConfigError("valid_size: preprocess streams the data once; give valid_fraction or valid_file")
-    cutoff = config.model_cutoff
+    cutoff = config.model.cutoff
     preprocess(
         {"train": config.train_file, "valid": config.valid_file, "test": config.test_file},
         Keys(config.energy_key, config.forces_key, config.stress_key, config.virials_key, config.weight_key),
@@ -142,7 +142,7 @@ def config_help() -> str:
     import dataclasses
 
     from ictp_model.model.config import PRESETS, ModelConfig
-    from ictp_model.training.config import LOSS_DEFAULTS, TrainConfig
+    from ictp_model.training.config import LossConfig, TrainConfig
 
     def default(f: dataclasses.Field) -> str:
         if f.default is not dataclasses.MISSING:
@@ -153,7 +153,7 @@ def config_help() -> str:
 
     lines = ["config keys (YAML or --key value) and their defaults:"]
     lines += [f"  {f.name:20s} {default(f)}" for f in dataclasses.fields(TrainConfig)]
-    lines += ["loss keys (--loss.KEY):"] + [f"  {k:20s} {v!r}" for k, v in LOSS_DEFAULTS.items()]
+    lines += ["loss keys (--loss.KEY):"] + [f"  {f.name:20s} {default(f)}" for f in dataclasses.fields(LossConfig)]
     statistics = ("elements", "atomic_energies", "shift", "avg_num_neighbors", "scale")
     model_fields = [f for f in dataclasses.fields(ModelConfig) if f.name not in statistics]
     lines += ["model keys (--model.KEY; elements, E0s, n̄ and the energy scale come from the data):"]

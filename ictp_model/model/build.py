@@ -16,5 +16,7 @@ def build_model(config: Union[ModelConfig, dict[str, Any]], **overrides: Any) ->
         overrides: keys that replace the config's.
     """
     resolved = resolve_config(config, **overrides)
+    if not resolved.elements:
+        raise ValueError("model config: elements: give at least one chemical symbol")
     network = ICTPNetwork(resolved)
     return network.to(getattr(torch, resolved.dtype))

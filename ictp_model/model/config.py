@@ -27,7 +27,8 @@ class ModelConfig:
     """Every hyperparameter of an ICTP model; stored with every saved model.
 
     Attributes:
-        elements: chemical symbols the model knows, in the order of its species index.
+        elements: chemical symbols the model knows, in the order of its species index (empty in a
+            training config that leaves them to the data; a model needs at least one).
         cutoff: radial cutoff r_c in Å.
         channels: feature channels C (hidden and product basis).
         max_rank: L, the highest rank of hidden features passed between layers.
@@ -51,7 +52,7 @@ class ModelConfig:
         shift: per-element energy shift μ_Z in eV added on top of E0 (missing elements: 0).
     """
 
-    elements: list[str]
+    elements: list[str] = field(default_factory=list)
     cutoff: float = 5.0
     channels: int = 64
     max_rank: int = 2
@@ -99,8 +100,6 @@ class ModelConfig:
             merged.update(PRESETS[preset])
         merged.update(values)
         check_keys(merged, cls, "model", extra=("preset",))
-        if "elements" not in merged:
-            raise ValueError("model config: the key 'elements' (list of chemical symbols) is required")
         return cls(**merged)
 
 
@@ -148,8 +147,6 @@ def model_problems(values: dict[str, Any]) -> list[str]:
     get = values.get
     if "elements" in values:
         elements = get("elements")
-        if not elements:
-            problems.append("elements: give at least one chemical symbol")
         unknown = [e for e in elements if e not in atomic_numbers]
         if unknown:
             problems.append(f"elements: unknown chemical symbols {unknown}")
@@ -157,7 +154,7 @@ def model_problems(values: dict[str, Any]) -> list[str]:
             problems.append("elements: symbols must be unique")
         for key in ("atomic_energies", "shift"):
             extra = sorted(set(get(key) or {}) - set(elements))
-            if extra:
+            if extra and elements:  # no elements yet: a training config's, which the data completes
                 problems.append(f"{key}: elements {extra} are not in elements {elements}")
     for key, allowed in (("variant", VARIANTS), ("storage", STORAGES), ("dtype", DTYPES)):
         if key in values and get(key) not in allowed:

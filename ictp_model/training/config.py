@@ -12,25 +12,66 @@ from yaml import YAMLError
 from ictp_model.model.config import DTYPES, PRESETS, ModelConfig, check_keys, check_model_values
 from ictp_model.typed import load_yaml, typed_values
 
-LOSS_KEYS = {"energy", "forces", "stress", "type", "energy_mode", "reduction", "huber_delta"}
+
+class ConfigError(ValueError):
+    """An invalid training configuration."""
+
+
 LOSS_CHOICES = {
     "type": ("mse", "huber"),
     "energy_mode": ("per_atom", "sqrt_atoms", "total"),
     "reduction": ("sum", "mean"),
 }
-LOSS_DEFAULTS = {
-    "energy": 1.0,
-    "forces": 10.0,
-    "stress": 0.0,
-    "type": "mse",  # mse | huber
-    "energy_mode": "per_atom",  # per_atom: ΔE/N | sqrt_atoms: ΔE/√N | total: ΔE
-    "reduction": "sum",  # sum (the paper's SSE) | mean
-    "huber_delta": 0.01,
-}
 
 
-class ConfigError(ValueError):
-    """An invalid training configuration."""
+@dataclass
+class LossConfig:
+    """The loss section: term weights w_E, w_F, w_S and how each term is formed.
+
+    type: mse | huber (huber_delta); energy_mode: per_atom (ΔE/N) | sqrt_atoms (ΔE/√N) | total (ΔE);
+    reduction: sum over the batch (the paper's SSE) | mean (per structure / per component, MACE's).
+    """
+
+    energy: float = 1.0
+    forces: float = 10.0
+    stress: float = 0.0
+    type: str = "mse"
+    energy_mode: str = "per_atom"
+    reduction: str = "sum"
+    huber_delta: float = 0.01
+
+    def __post_init__(self) -> None:
+        problems = loss_problems(dataclasses.asdict(self))
+        if problems:
+            raise ConfigError("invalid loss config:\n  " + "\n  ".join(problems))
+        for key, value in typed_values(dataclasses.asdict(self), LossConfig, "")[0].items():
+            setattr(self, key, value)  # weights as floats
+
+    def weight(self, term: str) -> float:
+        """w_term of "energy", "forces" or "stress"."""
+        return getattr(self, term)
+
+
+def loss_problems(values: dict) -> list[str]:
+    """Every problem of a loss section (unknown keys, types, ranges, choices), keys named."""
+    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(LossConfig)})
+    if unknown:
+        return [f"loss: unknown keys {unknown}; allowed: {sorted(f.name for f in dataclasses.fields(LossConfig))}"]
+    values, problems = typed_values(values, LossConfig, "loss.")
+    if problems:
+        return problems
+    for key in ("energy", "forces", "stress"):
+        if key in values and values[key] < 0:
+            problems.append(f"loss.{key}: must be >= 0, got {values[key]}")
+    if "huber_delta" in values and not values["huber_delta"] > 0:
+        problems.append(f"loss.huber_delta: must be > 0, got {values['huber_delta']}")
+    for key, allowed in LOSS_CHOICES.items():
+        if key in values and values[key] not in allowed:
+            problems.append(f"loss.{key}: {values[key]!r} is not one of {allowed}")
+    total = sum(values.get(k, getattr(LossConfig, k)) for k in ("energy", "forces", "stress"))
+    if not problems and total <= 0:
+        problems.append("loss: at least one of energy, forces, stress needs a weight > 0")
+    return problems
 
 
 @dataclass
@@ -46,6 +87,10 @@ class TrainConfig:
 
     Precision: the model's own `dtype` (model.dtype, or its preset's); the top-level `dtype` is
     the same setting written outside the model section and may not contradict model.dtype.
+
+    Parsed and validated once, on construction: `model` becomes a ModelConfig (preset applied,
+    defaults filled in; elements empty unless given, the data and its statistics complete it) and
+    `loss` a LossConfig, so that everything the run needs is typed before any file is read.
     """
 
     train_file: str
@@ -60,7 +105,7 @@ class TrainConfig:
     virials_key: Optional[str] = None
     weight_key: str = "config_weight"
     E0s: Union[str, dict, None] = "average"
-    model: Union[str, dict] = field(default_factory=lambda: {"preset": "small"})
+    model: Union[str, dict, ModelConfig] = field(default_factory=lambda: {"preset": "small"})
     batch_size: int = 5
     valid_batch_size: int = 10
     max_epochs: int = 100
@@ -74,7 +119,7 @@ class TrainConfig:
     refit_shift: bool = True
     patience: Optional[int] = None
     clip_grad: Optional[float] = 10.0
-    loss: dict = field(default_factory=dict)
+    loss: Union[dict, LossConfig] = field(default_factory=dict)
     seed: int = 0
     dtype: Optional[str] = None
     device: str = "cpu"
@@ -87,31 +132,13 @@ class TrainConfig:
         for key, value in values.items():
             setattr(self, key, value)
         if not problems:
-            problems = self._loss_problems() + self._range_problems()
-            problems += [] if problems else check_model_values(self.model_dict)
+            problems = self._range_problems()
+            problems += [] if problems else loss_problems(self.loss) + check_model_values(self._model_section())
         if problems:
             raise ConfigError("invalid training config:\n  " + "\n  ".join(problems))
-
-    def _loss_problems(self) -> list[str]:
-        unknown = sorted(set(self.loss) - LOSS_KEYS)
-        if unknown:
-            return [f"loss: unknown keys {unknown}; allowed: {sorted(LOSS_KEYS)}"]
-        loss, problems = {**LOSS_DEFAULTS, **self.loss}, []
-        for key in ("energy", "forces", "stress", "huber_delta"):
-            value = loss[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"loss.{key}: expected a number, got {value!r}")
-            elif not (value >= 0 if key != "huber_delta" else value > 0):
-                problems.append(f"loss.{key}: must be {'>= 0' if key != 'huber_delta' else '> 0'}, got {value}")
-            else:
-                loss[key] = float(value)
-        for key, allowed in LOSS_CHOICES.items():
-            if loss[key] not in allowed:
-                problems.append(f"loss.{key}: {loss[key]!r} is not one of {allowed}")
-        if not problems and loss["energy"] + loss["forces"] + loss["stress"] <= 0:
-            problems.append("loss: at least one of energy, forces, stress needs a weight > 0")
-        self.loss = loss
-        return problems
+        self.dtype_source = self._dtype_source()
+        self.model = ModelConfig.from_dict(self._model_section())
+        self.loss = LossConfig(**self.loss)
 
     def _range_problems(self) -> list[str]:
         problems = []
@@ -130,34 +157,28 @@ class TrainConfig:
             problems.append(f"E0s: {self.E0s!r} is not 'isolated', 'average', a dict or an existing file")
         return problems
 
-    @property
-    def model_dict(self) -> dict:
-        """The model section with the top-level dtype folded in (an explicit model key, so it
-        takes precedence over a preset's dtype like any other explicit key)."""
+    def _model_section(self) -> dict:
+        """The model section as written, with the top-level dtype folded in (an explicit model key,
+        so it takes precedence over a preset's dtype like any other explicit key)."""
         values = {"preset": self.model} if isinstance(self.model, str) else dict(self.model)
         if self.dtype is not None:
             values["dtype"] = self.dtype
         return values
 
-    def model_value(self, key: str) -> tuple[Any, str]:
-        """(value, where it comes from) of one model key, before the data completes the model:
-        the explicit key, else the preset's, else ModelConfig's default."""
-        values = self.model_dict
-        if key in values:
-            return values[key], "dtype" if key == "dtype" and self.dtype is not None else f"model.{key}"
-        preset = values.get("preset")
-        if preset is not None and key in PRESETS[preset]:
-            return PRESETS[preset][key], f"preset {preset}"
-        return ModelConfig.__dataclass_fields__[key].default, "default"
+    def _dtype_source(self) -> str:
+        """Where the model's dtype comes from, for the log: dtype, model.dtype, a preset or the default."""
+        section = {"preset": self.model} if isinstance(self.model, str) else self.model
+        if self.dtype is not None:
+            return "dtype"
+        if "dtype" in section:
+            return "model.dtype"
+        preset = section.get("preset")
+        return f"preset {preset}" if preset is not None and "dtype" in PRESETS[preset] else "default"
 
     @property
     def model_dtype(self) -> tuple[str, str]:
         """(dtype, where it comes from) of the model this config builds."""
-        return self.model_value("dtype")
-
-    @property
-    def model_cutoff(self) -> float:
-        return float(self.model_value("cutoff")[0])
+        return self.model.dtype, self.dtype_source
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -22,7 +22,7 @@ from ictp_model.files import atomic_text, atomic_torch_save
 from ictp_model.model.io import model_payload, model_state, save_model
 from ictp_model.model.potential import compute_properties, species_index
 
-from .config import TrainConfig
+from .config import LossConfig, TrainConfig
 from .distributed import (
     SINGLE,
     Ranks,
@@ -70,7 +70,7 @@ def warmup_ema(decay: float):
 
 
 def refits_shift(config: TrainConfig) -> bool:
-    return config.refit_shift and config.loss["energy"] > 0
+    return config.refit_shift and config.loss.energy > 0
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -88,7 +88,7 @@ def _device_batch(dataset: GraphDataset, indices: list[int], model: torch.nn.Mod
 def evaluate(
     model: torch.nn.Module,
     dataset: GraphDataset,
-    loss: dict,
+    loss: LossConfig,
     batch_size: int,
     stress: bool = False,
     ranks: Ranks = SINGLE,
@@ -104,7 +104,7 @@ def evaluate(
     counts = {t: 0.0 for t in LOSS_TERMS}
     errors, predictions = ErrorAccumulator(), []
     mine = part(list(range(len(dataset))), ranks)
-    with_stress = stress or loss["stress"] > 0
+    with_stress = stress or loss.stress > 0
     for start in range(0, len(mine), batch_size):
         indices = mine[start : start + batch_size]
         batch = _device_batch(dataset, indices, model)
@@ -136,7 +136,7 @@ def evaluate(
     totals = [sums[t] for t in LOSS_TERMS] + [counts[t] for t in LOSS_TERMS]
     totals = all_reduce_sum(torch.tensor(totals, dtype=torch.float64), ranks)
     n = len(LOSS_TERMS)
-    active = [i for i, t in enumerate(LOSS_TERMS) if loss[t] > 0]
+    active = [i for i, t in enumerate(LOSS_TERMS) if loss.weight(t) > 0]
     total = combine({LOSS_TERMS[i]: totals[i] for i in active}, {LOSS_TERMS[i]: totals[n + i] for i in active}, loss)
     if ranks.distributed:
         merged = ErrorAccumulator()
@@ -201,7 +201,7 @@ def make_trainer(model: torch.nn.Module, config: TrainConfig) -> Trainer:
     if config.ema_decay is not None:
         average = warmup_ema(config.ema_decay) if config.ema_warmup else get_ema_multi_avg_fn(config.ema_decay)
         ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
-    shift = ShiftFit(len(model.config.elements), config.loss["energy_mode"]) if refits_shift(config) else None
+    shift = ShiftFit(len(model.config.elements), config.loss.energy_mode) if refits_shift(config) else None
     return Trainer(model, ema, optimizer, scheduler, shift)
 
 
@@ -247,7 +247,7 @@ def train_epoch(trainer: Trainer, train: GraphDataset, config: TrainConfig, epoc
         apply_shift([model] + ([trainer.ema.module] if trainer.ema is not None else []), trainer.shift.solve(ranks))
         trainer.shift.reset()
     train_loss = float(all_reduce_sum(torch.tensor([train_loss], dtype=torch.float64), ranks))
-    if config.loss["reduction"] == "mean":  # the mean over batches, comparable with valid_loss
+    if config.loss.reduction == "mean":  # the mean over batches, comparable with valid_loss
         train_loss /= max(len(steps), 1)
     return train_loss
 
@@ -382,12 +382,12 @@ def _local_loss(
     sums, counts = {}, {}
     if indices:
         batch = _device_batch(dataset, indices, model)
-        out = compute_properties(model, batch, forces=True, stress=config.loss["stress"] > 0, training=True)
+        out = compute_properties(model, batch, forces=True, stress=config.loss.stress > 0, training=True)
         if shift is not None:
             shift.add(batch, species_index(model.z_to_index, batch.numbers), out["energy"])
         terms = loss_terms(out, batch, config.loss)
         sums, counts = {k: v for k, (v, _) in terms.items()}, {k: c for k, (_, c) in terms.items()}
-    if ranks.distributed and config.loss["reduction"] == "mean":
+    if ranks.distributed and config.loss.reduction == "mean":
         local = torch.tensor([float(counts[t]) if t in counts else 0.0 for t in LOSS_TERMS], dtype=torch.float64)
         total = all_reduce_sum(local, ranks)
         counts = {t: total[i] for i, t in enumerate(LOSS_TERMS)}

@@ -3,7 +3,7 @@ evaluate the best model and write the outputs."""
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -20,7 +20,7 @@ from ictp_model.data.statistics import RunningStatistics, check_elements, e0s_fr
 from ictp_model.device import check_device
 from ictp_model.files import atomic_text
 from ictp_model.model.build import build_model
-from ictp_model.model.config import ModelConfig, resolve_config
+from ictp_model.model.config import ModelConfig
 from ictp_model.model.io import load_model, save_model, saved_config
 from ictp_model.model.potential import compute_properties, species_index
 
@@ -113,18 +113,17 @@ class PreparedData:
     scale: float
 
 
-def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks, log: Callable[[str], None]) -> PreparedData:
+def _in_memory_data(config: TrainConfig, ranks: Ranks, log: Callable[[str], None]) -> PreparedData:
     """Every rank reads the files (each epoch's batches draw from all of them); the statistics
     are computed on rank 0 and shared."""
     splits = load_splits(config)
     for name, subset in (("train", splits.train), ("valid", splits.valid), ("test", splits.test)):
         if subset:
             log(f"labels ({name}): {label_summary(subset)}")
-    elements = model_values.get("elements") or elements_in(splits.train + splits.valid + splits.test)
+    elements = config.model.elements or elements_in(splits.train + splits.valid + splits.test)
     for subset in (splits.train, splits.valid, splits.test):
         check_elements(subset, elements)
-    cutoff = resolve_config({**model_values, "elements": elements}).cutoff
-    dtype = getattr(torch, config.model_dtype[0])
+    cutoff, dtype = config.model.cutoff, getattr(torch, config.model.dtype)
     train = InMemoryDataset.from_samples(splits.train, cutoff, dtype)
     statistics = None
     if ranks.is_main:
@@ -145,15 +144,15 @@ def _in_memory_data(config: TrainConfig, model_values: dict, ranks: Ranks, log: 
     )  # fmt: skip
 
 
-def _sharded_data(config: TrainConfig, model_values: dict) -> PreparedData:
+def _sharded_data(config: TrainConfig) -> PreparedData:
     """Data preprocessed by `ictp preprocess`: streamed from its shards, statistics from its sidecar."""
     folder = Path(config.train_file)
     stats = read_statistics(folder)
-    elements = model_values.get("elements") or stats["elements"]
-    check = resolve_config({**model_values, "elements": elements})
-    if abs(check.cutoff - stats["cutoff"]) > 1e-12:
+    elements = config.model.elements or stats["elements"]
+    cutoff, dtype = config.model.cutoff, getattr(torch, config.model.dtype)
+    if abs(cutoff - stats["cutoff"]) > 1e-12:
         raise ConfigError(
-            f"model.cutoff {check.cutoff} differs from the cutoff {stats['cutoff']} that {folder} was preprocessed "
+            f"model.cutoff {cutoff} differs from the cutoff {stats['cutoff']} that {folder} was preprocessed "
             "with (its average neighbour count depends on it); preprocess again or set model.cutoff"
         )
     if config.train_size is not None:
@@ -161,14 +160,13 @@ def _sharded_data(config: TrainConfig, model_values: dict) -> PreparedData:
     unknown = sorted(set(stats["elements"]) - set(elements))
     if unknown:
         raise DataError(f"{folder}: frame -: key 'numbers': elements {unknown} are not in the model's {elements}")
-    dtype = getattr(torch, config.model_dtype[0])
 
     def open_set(name: str, fallback: Optional[str]) -> Optional[GraphDataset]:
         # the folder's own valid/test shards were made from the same config keys; a file is
         # used only where the folder has none
         if stats["counts"].get(name):
-            return ShardedDataset(folder / name, check.cutoff, dtype)
-        return open_dataset(fallback, config, check.cutoff, dtype) if fallback else None
+            return ShardedDataset(folder / name, cutoff, dtype)
+        return open_dataset(fallback, config, cutoff, dtype) if fallback else None
 
     e0s = stats["atomic_energies"]
     if isinstance(config.E0s, dict):
@@ -245,7 +243,7 @@ def refit_saved_shift(
     """Solve the energy-shift least squares (see .shift) exactly for the saved model on the training
     set, so that no constant energy offset is left in it."""
     model = load_model(path, config.device)
-    fit = ShiftFit(len(model.config.elements), config.loss["energy_mode"])
+    fit = ShiftFit(len(model.config.elements), config.loss.energy_mode)
     mine = part(list(range(len(train))), ranks)
     for start in range(0, len(mine), config.valid_batch_size):
         batch = collate([train[i] for i in mine[start : start + config.valid_batch_size]])
@@ -267,11 +265,11 @@ def refit_saved_shift(
 
 def prepare(config: TrainConfig, log: Callable[[str], None], ranks: Ranks) -> tuple[PreparedData, ModelConfig]:
     """Read the data and complete the model config with its statistics."""
-    model_values = config.model_dict
     preprocessed = is_preprocessed(config.train_file)
-    data = _sharded_data(config, model_values) if preprocessed else _in_memory_data(config, model_values, ranks, log)
-    model_config = resolve_config(
-        {**model_values, "elements": data.elements},
+    data = _sharded_data(config) if preprocessed else _in_memory_data(config, ranks, log)
+    model_config = replace(
+        config.model,
+        elements=data.elements,
         atomic_energies=data.atomic_energies,
         avg_num_neighbors=data.avg_num_neighbors,
         scale=data.scale,

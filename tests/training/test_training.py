@@ -8,6 +8,7 @@ import torch
 import yaml
 
 from ictp_model import load_model
+from ictp_model.model.config import ModelConfig
 from ictp_model.training.config import ConfigError, load_train_config, parse_overrides
 from ictp_model.training.run import run_training
 
@@ -106,8 +107,8 @@ def test_yaml_and_command_line_overrides(emt_files, tmp_path):
     )
     overrides = parse_overrides(["--max_epochs", "3", "--model.channels", "4", "--loss.forces", "100", "--E0s", "null"])
     config = load_train_config(path, overrides)
-    assert config.max_epochs == 3 and config.model == {"preset": "small", "channels": 4}
-    assert config.loss["forces"] == 100 and config.loss["energy"] == 1.0 and config.E0s is None
+    assert config.max_epochs == 3 and config.model == ModelConfig.from_dict({"preset": "small", "channels": 4})
+    assert config.loss.forces == 100 and config.loss.energy == 1.0 and config.E0s is None
 
 
 def test_unknown_keys_are_named(tmp_path):

@@ -2,6 +2,7 @@
 range-checked config values, one rule for the precision, clear errors for broken checkpoints and
 missing CUDA, shareable files, and a per-epoch line where people look."""
 
+import dataclasses
 import os
 import stat
 
@@ -151,7 +152,7 @@ def test_one_rule_for_the_precision_and_it_is_logged(emt_files, tmp_path):  # no
     assert TrainConfig(**base, model={"channels": 4}).model_dtype == ("float64", "default")
     lines: list[str] = []
     config = tiny_config(emt_files, tmp_path / "run", max_epochs=1, dtype=None)
-    config.model = {**config.model, "dtype": "float32"}
+    config = dataclasses.replace(config, model=dataclasses.replace(config.model, dtype="float32"))
     _train(config, lines=lines)
     assert any("float32 (from model.dtype)" in line for line in lines)
     assert torch.load(tmp_path / "run" / "model.pt", weights_only=True)["config"]["dtype"] == "float32"

@@ -4,7 +4,6 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
 from ase.io import write
 
 from ictp_model.data.dataset import InMemoryDataset
@@ -27,7 +26,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for samples in files.values():
         check_elements(samples, config.elements)
     loss = LossConfig()  # the loss column uses the training defaults; the errors do not depend on it
-    dtype = getattr(torch, config.dtype)
+    dtype = config.torch_dtype
     results, written = {}, []
     for path, samples in files.items():
         has_stress = any(s.stress is not None for s in samples)

@@ -24,6 +24,11 @@ ISOLATED_ATOM_TYPES = {"isolatedatom", "isolated_atom"}
 class DataError(ValueError):
     """A data file cannot be used; the message names file, frame and key."""
 
+    @classmethod
+    def at(cls, path, message: str, frame: Optional[int] = None, key: Optional[str] = None) -> "DataError":
+        """'{path}: frame {frame}: key '{key}': {message}', with '-' for a frame or key that does not apply."""
+        return cls(f"{path}: frame {'-' if frame is None else frame}: key '{'-' if key is None else key}': {message}")
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -60,10 +65,6 @@ class Sample:
         return len(self.atoms) == 1 and self.config_type.lower() in ISOLATED_ATOM_TYPES
 
 
-def _where(path, frame: int, key: str) -> str:
-    return f"{path}: frame {frame}: key '{key}'"
-
-
 def _calc_value(atoms: Atoms, name: str):
     calc = atoms.calc
     if calc is None or name not in getattr(calc, "results", {}):
@@ -73,7 +74,7 @@ def _calc_value(atoms: Atoms, name: str):
 
 def _finite(value: np.ndarray, path, frame: int, key: str) -> np.ndarray:
     if not np.all(np.isfinite(value)):
-        raise DataError(f"{_where(path, frame, key)}: contains NaN or inf")
+        raise DataError.at(path, "contains NaN or inf", frame=frame, key=key)
     return value
 
 
@@ -85,7 +86,7 @@ def _stress_3x3(value, path, frame: int, key: str) -> np.ndarray:
     elif value.size == 9:
         value = value.reshape(3, 3)
     else:
-        raise DataError(f"{_where(path, frame, key)}: expected 6 or 9 numbers, got {value.size}")
+        raise DataError.at(path, f"expected 6 or 9 numbers, got {value.size}", frame=frame, key=key)
     return _finite(value, path, frame, key)
 
 
@@ -106,7 +107,7 @@ def labels_from_atoms(atoms: Atoms, keys: Keys, path, frame: int, require_forces
     """The labels of one frame, validated."""
     positions = atoms.get_positions()
     if not np.all(np.isfinite(positions)):
-        raise DataError(f"{_where(path, frame, 'positions')}: contains NaN or inf")
+        raise DataError.at(path, "contains NaN or inf", frame=frame, key="positions")
     check_distances(atoms, path, frame)
     info = atoms.info
     config_type = str(info.get("config_type", "Default"))
@@ -114,12 +115,12 @@ def labels_from_atoms(atoms: Atoms, keys: Keys, path, frame: int, require_forces
     energy_key, energy = _find(atoms, "energy", keys.energy, per_atom=False)
     if energy is None:
         wanted = keys.energy or "REF_energy' or 'energy"
-        raise DataError(f"{_where(path, frame, wanted)}: missing energy (set energy_key)")
+        raise DataError.at(path, "missing energy (set energy_key)", frame=frame, key=wanted)
     used["energy"] = energy_key
     try:
         energy = float(energy)
     except (TypeError, ValueError) as exc:
-        raise DataError(f"{_where(path, frame, energy_key)}: not a number ({energy!r})") from exc
+        raise DataError.at(path, f"not a number ({energy!r})", frame=frame, key=energy_key) from exc
     _finite(np.asarray(energy), path, frame, energy_key)
 
     forces_key, forces = _find(atoms, "forces", keys.forces, per_atom=True)
@@ -127,12 +128,12 @@ def labels_from_atoms(atoms: Atoms, keys: Keys, path, frame: int, require_forces
     if forces is None:
         if require_forces and not isolated:
             wanted = keys.forces or "REF_forces' or 'forces"
-            raise DataError(f"{_where(path, frame, wanted)}: missing forces (set forces_key)")
+            raise DataError.at(path, "missing forces (set forces_key)", frame=frame, key=wanted)
     else:
         used["forces"] = forces_key
         forces = np.asarray(forces, dtype=np.float64)
         if forces.shape != (len(atoms), 3):
-            raise DataError(f"{_where(path, frame, forces_key)}: shape {forces.shape}, expected ({len(atoms)}, 3)")
+            raise DataError.at(path, f"shape {forces.shape}, expected ({len(atoms)}, 3)", frame=frame, key=forces_key)
         _finite(forces, path, frame, forces_key)
 
     stress_key, stress = _find(atoms, "stress", keys.stress, per_atom=False)
@@ -145,7 +146,7 @@ def labels_from_atoms(atoms: Atoms, keys: Keys, path, frame: int, require_forces
         virials = _stress_3x3(virials, path, frame, virials_key)
         volume = abs(atoms.get_volume()) if atoms.pbc.any() else 0.0
         if volume <= 1e-12:
-            raise DataError(f"{_where(path, frame, virials_key)}: virials need a periodic cell with a volume")
+            raise DataError.at(path, "virials need a periodic cell with a volume", frame=frame, key=virials_key)
         stress = -virials / volume
     weight = float(info.get(keys.weight, 1.0))
     return Sample(atoms, energy, forces, stress, weight, config_type, str(path), frame, label_keys=used)
@@ -157,7 +158,7 @@ def check_distances(atoms: Atoms, path, frame: int) -> None:
     try:
         check_min_distance(atoms.get_positions(), atoms.get_cell()[:], atoms.get_pbc())
     except ValueError as exc:
-        raise DataError(f"{_where(path, frame, 'positions')}: {exc}") from exc
+        raise DataError.at(path, str(exc), frame=frame, key="positions") from exc
 
 
 def check_label_keys(samples: Iterator[Sample], path) -> Iterator[Sample]:
@@ -168,9 +169,12 @@ def check_label_keys(samples: Iterator[Sample], path) -> Iterator[Sample]:
         for quantity, key in sample.label_keys.items():
             seen = first.setdefault(quantity, (key, sample.frame))
             if seen[0] != key:
-                raise DataError(
-                    f"{_where(path, sample.frame, key)}: {quantity} read from '{key}' here but from '{seen[0]}' "
-                    f"in frame {seen[1]}; set {quantity}_key to say which"
+                raise DataError.at(
+                    path,
+                    f"{quantity} read from '{key}' here but from '{seen[0]}' "
+                    f"in frame {seen[1]}; set {quantity}_key to say which",
+                    frame=sample.frame,
+                    key=key,
                 )
         yield sample
 
@@ -195,14 +199,12 @@ def _read_npz(path: Path) -> list[Sample]:
             z, r, e, f = data["z"], data["R"], data["E"], data["F"]
             keys = ("z", "R", "E", "F")
         else:
-            raise DataError(f"{path}: frame -: key '-': not an rMD17 or MD22 .npz (keys {sorted(names)})")
+            raise DataError.at(path, f"not an rMD17 or MD22 .npz (keys {sorted(names)})")
     e = np.asarray(e, dtype=np.float64).reshape(-1)
     if r.ndim != 3 or r.shape[1:] != (len(z), 3):
-        raise DataError(f"{path}: frame -: key '{keys[1]}': shape {r.shape}, expected (frames, {len(z)}, 3)")
+        raise DataError.at(path, f"shape {r.shape}, expected (frames, {len(z)}, 3)", key=keys[1])
     if f.shape != r.shape or len(e) != len(r):
-        raise DataError(
-            f"{path}: frame -: key '{keys[3]}': {f.shape} forces and {len(e)} energies for {r.shape} positions"
-        )
+        raise DataError.at(path, f"{f.shape} forces and {len(e)} energies for {r.shape} positions", key=keys[3])
     samples = []
     for frame in range(len(r)):
         _finite(r[frame], path, frame, keys[1])
@@ -233,7 +235,7 @@ def iter_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bo
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: frame -: key '-': no such file")
+        raise DataError.at(path, "no such file")
     if path.suffix == ".npz":
         yield from _read_npz(path)
         return
@@ -242,7 +244,7 @@ def iter_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bo
 
 def _iter_ase(path: Path, keys: Keys, index: str, require_forces: bool) -> Iterator[Sample]:
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: frame -: key '-': the file is empty")
+        raise DataError.at(path, "the file is empty")
     frames = iread(path, index=index)
     frame = 0
     while True:
@@ -251,7 +253,7 @@ def _iter_ase(path: Path, keys: Keys, index: str, require_forces: bool) -> Itera
         except StopIteration:
             return
         except Exception as exc:
-            raise DataError(f"{path}: frame {frame}: key '-': cannot be read ({type(exc).__name__}: {exc})") from exc
+            raise DataError.at(path, f"cannot be read ({type(exc).__name__}: {exc})", frame=frame) from exc
         yield labels_from_atoms(atoms, keys, path, frame, require_forces)
         frame += 1
 
@@ -264,5 +266,5 @@ def read_samples(path, keys: Keys = Keys(), index: str = ":", require_forces: bo
     """
     samples = list(iter_samples(path, keys, index, require_forces))
     if not samples:
-        raise DataError(f"{path}: frame -: key '-': no structures in the file")
+        raise DataError.at(path, "no structures in the file")
     return samples

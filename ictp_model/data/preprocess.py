@@ -77,7 +77,7 @@ def preprocess(
     """
     out = Path(out)
     if out.exists() and any(out.iterdir()):
-        raise DataError(f"{out}: frame -: key '-': the output folder exists and is not empty; nothing was changed")
+        raise DataError.at(out, "the output folder exists and is not empty; nothing was changed")
     partial = out.with_name(f".{out.name}.partial{os.getpid()}")
     shutil.rmtree(partial, ignore_errors=True)
     neighbour_cutoff = cutoff if store_neighbours else None
@@ -93,9 +93,10 @@ def preprocess(
         for writer in writers.values():
             writer.flush()
         if writers["train"].count == 0 or writers["valid"].count == 0:
-            raise DataError(
-                f"{files['train']}: frame -: key '-': {writers['train'].count} training and "
-                f"{writers['valid'].count} validation structures; both sets need at least one"
+            raise DataError.at(
+                files["train"],
+                f"{writers['train'].count} training and "
+                f"{writers['valid'].count} validation structures; both sets need at least one",
             )
         statistics = _statistics(files, writers, stats, isolated, e0s, cutoff, store_neighbours)
         (partial / STATISTICS_FILE).write_text(json.dumps(statistics, indent=1))
@@ -150,9 +151,9 @@ def read_statistics(folder: Path) -> dict:
     try:
         values = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: frame -: key '-': cannot read the statistics sidecar ({exc})") from exc
+        raise DataError.at(path, f"cannot read the statistics sidecar ({exc})") from exc
     if values.get("format") != "ictp-shards":
-        raise DataError(f"{path}: frame -: key 'format': not written by ictp preprocess")
+        raise DataError.at(path, "not written by ictp preprocess", key="format")
     return values
 
 

@@ -79,7 +79,7 @@ def shard_paths(location) -> list[Path]:
     location = Path(location)
     paths = sorted(location.glob("*.h5")) if location.is_dir() else [location]
     if not paths or not all(p.is_file() for p in paths):
-        raise DataError(f"{location}: frame -: key '-': no HDF5 shards (*.h5) found")
+        raise DataError.at(location, "no HDF5 shards (*.h5) found")
     return paths
 
 
@@ -99,11 +99,9 @@ class ShardedDataset:
         for k, path in enumerate(self.paths):
             handle = self._file(k)
             if handle.attrs.get("format") != FORMAT:
-                raise DataError(f"{path}: frame -: key 'format': not an ictp graph shard")
+                raise DataError.at(path, "not an ictp graph shard", key="format")
             if int(handle.attrs["version"]) > VERSION:
-                raise DataError(
-                    f"{path}: frame -: key 'version': written by a newer ictp (version {handle.attrs['version']})"
-                )
+                raise DataError.at(path, f"written by a newer ictp (version {handle.attrs['version']})", key="version")
             self._atom_ptr.append(handle["atom_ptr"][()])
             self._flags.append(np.stack([handle["has_forces"][()], handle["has_stress"][()]], 1))
             self._types.append((handle["config_type"][()], [str(t) for t in handle.attrs["config_types"]]))
@@ -149,4 +147,4 @@ class ShardedDataset:
                 float(f["weight"][g]), labelled=True, edges=edges,
             )  # fmt: skip
         except ValueError as exc:
-            raise DataError(f"{self.paths[k]}: frame {g}: key 'positions': {exc}") from exc
+            raise DataError.at(self.paths[k], str(exc), frame=g, key="positions") from exc

@@ -1,6 +1,8 @@
 """Training-set statistics: E0s (isolated atoms, a dict, or least squares), the average number of
 neighbours n̄ and the force RMS used as the energy scale."""
 
+from typing import Optional
+
 import numpy as np
 from ase.data import atomic_numbers, chemical_symbols
 
@@ -88,10 +90,12 @@ def elements_in(samples: list[Sample]) -> list[str]:
 
 def check_elements(samples: list[Sample], elements: list[str]) -> None:
     """Raise DataError at the first structure holding an element the model does not know."""
-    known = set(elements)
     for s in samples:
-        unknown = sorted(set(s.atoms.get_chemical_symbols()) - known)
-        if unknown:
-            raise DataError(
-                f"{s.source}: frame {s.frame}: key 'numbers': elements {unknown} are not in the model's {elements}"
-            )
+        check_symbols(s.atoms.get_chemical_symbols(), elements, s.source, s.frame)
+
+
+def check_symbols(symbols, elements: list[str], where, frame: Optional[int] = None) -> None:
+    """Raise DataError naming ``where`` (and the frame) if ``symbols`` hold elements not in ``elements``."""
+    unknown = sorted(set(symbols) - set(elements))
+    if unknown:
+        raise DataError.at(where, f"elements {unknown} are not in the model's {elements}", frame=frame, key="numbers")

@@ -2,8 +2,6 @@
 
 from typing import Any, Union
 
-import torch
-
 from .config import ModelConfig, resolve_config
 from .network import ICTPNetwork
 
@@ -19,4 +17,4 @@ def build_model(config: Union[ModelConfig, dict[str, Any]], **overrides: Any) ->
     if not resolved.elements:
         raise ValueError("model config: elements: give at least one chemical symbol")
     network = ICTPNetwork(resolved)
-    return network.to(getattr(torch, resolved.dtype))
+    return network.to(resolved.torch_dtype)

@@ -4,6 +4,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Union
 
+import torch
 from ase.data import atomic_numbers
 
 from ictp_model.typed import typed_values
@@ -83,6 +84,10 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":

@@ -16,7 +16,13 @@ from ictp_model.data.graph import collate
 from ictp_model.data.io import DataError, Keys, Sample, label_summary, read_samples
 from ictp_model.data.preprocess import is_preprocessed, read_statistics
 from ictp_model.data.shards import ShardedDataset
-from ictp_model.data.statistics import RunningStatistics, check_elements, e0s_from_isolated_atoms, elements_in
+from ictp_model.data.statistics import (
+    RunningStatistics,
+    check_elements,
+    check_symbols,
+    e0s_from_isolated_atoms,
+    elements_in,
+)
 from ictp_model.device import check_device
 from ictp_model.files import atomic_text
 from ictp_model.model.build import build_model
@@ -59,16 +65,12 @@ def load_splits(config: TrainConfig) -> DataSplits:
             else max(1, int(round(config.valid_fraction * len(samples))))
         )
         if n_valid >= len(samples):
-            raise DataError(
-                f"{config.train_file}: frame -: key '-': {len(samples)} structures cannot give {n_valid} for validation"
-            )
+            raise DataError.at(config.train_file, f"{len(samples)} structures cannot give {n_valid} for validation")
         valid = [samples[i] for i in order[:n_valid]]
         train_idx = order[n_valid:]
     if config.train_size is not None:
         if config.train_size > len(train_idx):
-            raise DataError(
-                f"{config.train_file}: frame -: key '-': train_size {config.train_size} > {len(train_idx)} available"
-            )
+            raise DataError.at(config.train_file, f"train_size {config.train_size} > {len(train_idx)} available")
         train_idx = train_idx[: config.train_size]
     train = [samples[i] for i in train_idx]
     test = read_samples(config.test_file, keys) if config.test_file else []
@@ -96,7 +98,7 @@ def resolve_e0s(
     missing = sorted(set(elements) - set(found))
     if missing:
         where = f"{config.train_file} (config_type=IsolatedAtom)" if source == "isolated" else source
-        raise DataError(f"{where}: frame -: key 'energy': no isolated-atom energy for elements {missing}")
+        raise DataError.at(where, f"no isolated-atom energy for elements {missing}", key="energy")
     return {e: found[e] for e in elements}
 
 
@@ -123,7 +125,7 @@ def _in_memory_data(config: TrainConfig, ranks: Ranks, log: Callable[[str], None
     elements = config.model.elements or elements_in(splits.train + splits.valid + splits.test)
     for subset in (splits.train, splits.valid, splits.test):
         check_elements(subset, elements)
-    cutoff, dtype = config.model.cutoff, getattr(torch, config.model.dtype)
+    cutoff, dtype = config.model.cutoff, config.model.torch_dtype
     train = InMemoryDataset.from_samples(splits.train, cutoff, dtype)
     statistics = None
     if ranks.is_main:
@@ -149,7 +151,7 @@ def _sharded_data(config: TrainConfig) -> PreparedData:
     folder = Path(config.train_file)
     stats = read_statistics(folder)
     elements = config.model.elements or stats["elements"]
-    cutoff, dtype = config.model.cutoff, getattr(torch, config.model.dtype)
+    cutoff, dtype = config.model.cutoff, config.model.torch_dtype
     if abs(cutoff - stats["cutoff"]) > 1e-12:
         raise ConfigError(
             f"model.cutoff {cutoff} differs from the cutoff {stats['cutoff']} that {folder} was preprocessed "
@@ -157,9 +159,7 @@ def _sharded_data(config: TrainConfig) -> PreparedData:
         )
     if config.train_size is not None:
         raise ConfigError("train_size: give it to 'ictp preprocess'; a preprocessed training set is used whole")
-    unknown = sorted(set(stats["elements"]) - set(elements))
-    if unknown:
-        raise DataError(f"{folder}: frame -: key 'numbers': elements {unknown} are not in the model's {elements}")
+    check_symbols(stats["elements"], elements, folder)
 
     def open_set(name: str, fallback: Optional[str]) -> Optional[GraphDataset]:
         # the folder's own valid/test shards were made from the same config keys; a file is

@@ -285,16 +285,19 @@ struct LammpsList {
 void PairICTP::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
-  double **x = atom->x;
-  double **f = atom->f;
-  int *type = atom->type;
+  build_graph();
+  add_results(evaluate_model(vflag_global || vflag_atom));
+}
+
+void PairICTP::build_graph()
+{
   const int nlocal = atom->nlocal;
   const int nall = nlocal + atom->nghost;
-
   // ghosts that are images of this rank's own atoms are replaced by them (needs an atom map)
   const bool mapped = atom->map_style != Atom::MAP_NONE;
   auto local_of = [&](tagint tag) { return mapped ? atom->map(tag) : -1; };
-  const double *xs = nall > 0 ? &x[0][0] : nullptr;
+  const double *xs = nall > 0 ? &atom->x[0][0] : nullptr;
+  int *type = atom->type;
   auto takes_part = [&](int i) { return type_to_species[type[i]] >= 0; };    // not NULL types
   auto problem =
       graph.build(xs, atom->tag, nlocal, nall, local_of, takes_part, LammpsList{list}, cutoff, num_layers);
@@ -305,17 +308,19 @@ void PairICTP::compute(int eflag, int vflag)
                atom->tag[problem.i], atom->tag[problem.j], problem.distance, ictp::MIN_DISTANCE);
   if (problem.kind == ictp::Problem::NO_LIST)
     error->one(FLERR, "pair_style ictp: atom {} has no neighbour list", atom->tag[problem.i]);
+}
+
+c10::Dict<c10::IValue, c10::IValue> PairICTP::evaluate_model(bool want_virial)
+{
   const long nused = graph.num_used();
   const long nedges = graph.num_edges();
-  const std::vector<int> &order = graph.order;
-
   // the model's inputs view these buffers (no copies on the CPU)
   position_buffer.resize(3 * nused);
   species_buffer.resize(nused);
   for (long k = 0; k < nused; k++) {
-    int i = order[k];
-    for (int d = 0; d < 3; d++) position_buffer[3 * k + d] = x[i][d];
-    species_buffer[k] = type_to_species[type[i]];
+    int i = graph.order[k];
+    for (int d = 0; d < 3; d++) position_buffer[3 * k + d] = atom->x[i][d];
+    species_buffer[k] = type_to_species[atom->type[i]];
   }
   edge_buffer.resize(2 * nedges);
   std::copy(graph.centres.begin(), graph.centres.end(), edge_buffer.begin());
@@ -329,7 +334,6 @@ void PairICTP::compute(int eflag, int vflag)
   const double budget = (memory_mb > 0.0 ? memory_mb : default_memory_mb) * 1048576.0;
   model_working_bytes = std::min(budget, bytes_per_edge * static_cast<double>(nedges));
 
-  const bool want_virial = vflag_global || vflag_atom;
   c10::List<int64_t> receiver_list(graph.receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
                                          edge_shifts.to(device), receiver_list, want_virial};
@@ -341,8 +345,14 @@ void PairICTP::compute(int eflag, int vflag)
     std::string what = e.what();
     error->one(FLERR, "pair_style ictp: model evaluation failed: {}", what.substr(0, what.find('\n')));
   }
-  auto out = result.toGenericDict();
+  return result.toGenericDict();
+}
 
+void PairICTP::add_results(const c10::Dict<c10::IValue, c10::IValue> &out)
+{
+  const std::vector<int> &order = graph.order;
+  const long nused = graph.num_used();
+  double **f = atom->f;
   torch::Tensor forces = out.at("forces").toTensor().to(torch::kCPU).contiguous();
   auto forces_a = forces.accessor<double, 2>();
   for (long k = 0; k < nused; k++)

@@ -39,6 +39,9 @@ class PairICTP : public Pair {
   void allocate();
   void load_model(const std::string &path);
   void select_device();
+  void build_graph();                                   // graph from the neighbour list
+  c10::Dict<c10::IValue, c10::IValue> evaluate_model(bool want_virial);
+  void add_results(const c10::Dict<c10::IValue, c10::IValue> &out);    // forces, energies, virials
 
   torch::jit::Module model;
   bool model_loaded = false;

@@ -320,13 +320,7 @@ def fit(
         train_loss = train_epoch(trainer, train, config, epoch, ranks)
         trainer.eval_model.eval()
         valid_loss, errors, _ = evaluate(trainer.eval_model, valid, config.loss, config.valid_batch_size, ranks=ranks)
-        if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):  # same values on every rank
-            raise TrainingDiverged(
-                f"training diverged in epoch {epoch + 1} (train loss {train_loss}, validation loss {valid_loss}); "
-                f"nothing of this epoch was saved: {output_dir / 'checkpoint_last.pt'} and model.pt hold epochs "
-                f"{state.epoch} and {state.best_epoch}. Lower lr (now {trainer.lr:.3g}) or "
-                "clip_grad and start over with --restart"
-            )
+        check_finite(train_loss, valid_loss, state, trainer.lr, output_dir)
         trainer.scheduler.step(valid_loss)
         metrics = errors.metrics()
         state.epoch = epoch + 1
@@ -353,6 +347,16 @@ def fit(
             break
     progress.close()
     return state
+
+
+def check_finite(train_loss: float, valid_loss: float, state: FitState, lr: float, output_dir: Path) -> None:
+    """Stop before a diverged epoch is saved (the losses are the same on every rank)."""
+    if not (math.isfinite(train_loss) and math.isfinite(valid_loss)):
+        raise TrainingDiverged(
+            f"training diverged in epoch {state.epoch + 1} (train loss {train_loss}, validation loss {valid_loss}); "
+            f"nothing of this epoch was saved: {output_dir / 'checkpoint_last.pt'} and model.pt hold epochs "
+            f"{state.epoch} and {state.best_epoch}. Lower lr (now {lr:.3g}) or clip_grad and start over with --restart"
+        )
 
 
 def _ignore(message: str) -> None:

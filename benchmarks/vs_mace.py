@@ -12,6 +12,7 @@ Data (both codes read the same extxyz files written here, REF_energy / REF_force
   acac   train_size + 50 valid from train_300K, tested on test_MD_300K (650); E0s from isolated_atoms.xyz.
   3bpa   train_size + 50 valid from train_300K, the remaining train_300K frames are the test set; E0s
          from iso_atoms.xyz.
+--test-size N tests both codes on the same N structures of the test set (drawn once, whatever the seed).
 rMD17 has no isolated atoms: both codes use least-squares ("average") E0s.
 
 Both: float64, 2 layers, r_c = 5 Å, 8 Bessel functions, l_max = 3, ν = 3, C channels, hidden rank L;
@@ -75,6 +76,8 @@ def split(args, seed: int, work: Path) -> dict:
     train = [pool[i] for i in order[args.valid_size : args.valid_size + args.train_size]]
     if test is None:  # 3BPA: the frames not drawn are the test set
         test = [pool[i] for i in order[args.valid_size + args.train_size :]]
+    if args.test_size is not None and args.test_size < len(test):  # the same subset for every seed
+        test = [test[i] for i in sorted(np.random.default_rng(12345).permutation(len(test))[: args.test_size])]
     paths = {}
     for name, samples in (("train", train), ("valid", valid), ("test", test)):
         paths[name] = work / f"{name}.xyz"
@@ -292,6 +295,7 @@ def main() -> None:
     parser.add_argument("--molecule", default="ethanol", help="rMD17 molecule")
     parser.add_argument("--train-size", type=int, default=None, help="default: rmd17 50, acac 450, 3bpa 200")
     parser.add_argument("--valid-size", type=int, default=50)
+    parser.add_argument("--test-size", type=int, default=None, help="test on this many (seeded) of the test set")
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget of each code and seed")
     parser.add_argument("--epochs", type=int, default=None, help="epoch budget of each code and seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

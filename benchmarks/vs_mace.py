@@ -280,12 +280,41 @@ def summary(results: dict, checkpoints: list[int]) -> None:
             f"{code}: test F RMSE {f.mean():.2f} ± {f.std():.2f}, E RMSE {e.mean():.2f} ± {e.std():.2f} over {len(rows)} seeds"
         )
     if len(codes) == 2:
-        for seed, runs in results.items():
-            end = min(r["curve"][-1][1] for r in runs.values())
-            ratio = at_time(runs["ICTP"]["curve"], end) / at_time(runs["MACE"]["curve"], end)
-            print(
-                f"seed {seed}: at equal wall-clock ({end / 60:.1f} min) ICTP / MACE validation force RMSE = {ratio:.3f}"
-            )
+        ratio_table(results)
+
+
+def ratio_table(results: dict) -> None:
+    """ICTP / MACE per seed: validation force RMSE at equal epochs (MACE's last, or the shorter run's)
+    and at equal wall-clock (the shorter run's end); test errors of the best models (each code's
+    whole budget); and each code's mean signed test energy error over its energy RMSE."""
+    print(
+        f"\n{'seed':>4} {'epoch':>5} {'F@epoch':>8} {'min':>6} {'F@min':>8} {'test F':>7} {'test E':>7}"
+        f" {'ICTP E mean/RMSE':>16} {'MACE E mean/RMSE':>16}"
+    )
+    rows = []
+    for seed, runs in results.items():
+        ictp, mace = runs["ICTP"], runs["MACE"]
+        epoch = min(ictp["curve"][-1][0], mace["curve"][-1][0])
+        end = min(ictp["curve"][-1][1], mace["curve"][-1][1])
+        row = [
+            at_epoch(ictp["curve"], epoch) / at_epoch(mace["curve"], epoch),
+            at_time(ictp["curve"], end) / at_time(mace["curve"], end),
+            ictp["test"]["forces_rmse"] / mace["test"]["forces_rmse"],
+            ictp["test"]["energy_rmse"] / mace["test"]["energy_rmse"],
+        ]
+        rows.append(row)
+        offsets = [r["test"]["energy_mean_error"] / r["test"]["energy_rmse"] for r in (ictp, mace)]
+        print(
+            f"{seed:>4} {epoch:>5} {row[0]:>8.3f} {end / 60:>6.1f} {row[1]:>8.3f} {row[2]:>7.3f} {row[3]:>7.3f}"
+            f" {offsets[0]:>16.2f} {offsets[1]:>16.2f}"
+        )
+    mean, std = np.mean(rows, axis=0), np.std(rows, axis=0)
+    print(
+        f"{'mean':>4} {'':>5} {mean[0]:>8.3f} {'':>6} {mean[1]:>8.3f} {mean[2]:>7.3f} {mean[3]:>7.3f}\n"
+        f"{'std':>4} {'':>5} {std[0]:>8.3f} {'':>6} {std[1]:>8.3f} {std[2]:>7.3f} {std[3]:>7.3f}\n"
+        "(ratios ICTP / MACE: validation force RMSE at equal epochs and at equal wall-clock; test force and "
+        "energy RMSE of the best models)"
+    )
 
 
 def main() -> None:

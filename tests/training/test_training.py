@@ -118,3 +118,18 @@ def test_unknown_keys_are_named(tmp_path):
         load_train_config(path)
     with pytest.raises(ConfigError, match=r"loss: unknown keys \['force'\]"):
         load_train_config(None, {"train_file": "x", "loss": {"force": 1}})
+
+
+def test_the_config_is_one_typed_tree_parsed_before_any_file_is_read():
+    from ictp_model.model.build import build_model
+    from ictp_model.training.config import LossConfig, TrainConfig
+
+    values = {"train_file": "not-read.xyz", "model": {"preset": "rmd17", "channels": 8}, "loss": {"forces": 100}}
+    config = load_train_config(None, values)
+    assert isinstance(config.model, ModelConfig) and isinstance(config.loss, LossConfig)
+    assert (config.model.channels, config.model.max_rank, config.model.dtype) == (8, 2, "float32")  # preset + key
+    assert config.model.elements == [] and config.model_dtype == ("float32", "preset rmd17")
+    assert isinstance(config.loss.forces, float) and config.loss.forces == 100.0 and config.loss.energy == 1.0
+    assert TrainConfig(**yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config  # config.yaml reads back
+    with pytest.raises(ValueError, match="elements: give at least one"):
+        build_model(config.model)  # the data completes the model; without it there is none

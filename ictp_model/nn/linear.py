@@ -35,9 +35,7 @@ def species_matmul(x: Tensor, species: Tensor, weights: Tensor) -> Tensor:
     """
     out = torch.zeros(x.shape[0], weights.shape[2], x.shape[2], dtype=x.dtype, device=x.device)
     for s in range(weights.shape[0]):
-        index = torch.nonzero(species == s).squeeze(1)
-        if index.numel() == 0:
-            continue
+        index = torch.nonzero(species == s).squeeze(1)  # may be empty (no branch: exportable)
         part = torch.matmul(weights[s].t(), x.index_select(0, index))
         out = out.index_copy(0, index, part)
     return out

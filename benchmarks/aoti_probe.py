@@ -7,7 +7,7 @@ backward is in the graph; torch.export with dynamic atom and edge counts; aoti_c
 Every atom is a receiver (the ASE path's graph); the LAMMPS interface's receivers and the bounded
 evaluation are not in it yet.
 
-    python benchmarks/aoti_probe.py                      # the paper-default model, a 27-atom molecule
+    python benchmarks/aoti_probe.py                      # the paper-default model, the 3BPA molecule
     python benchmarks/aoti_probe.py --channels 16 --max-rank 1 --edge-rank 2 --correlation 2
 """
 
@@ -16,9 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from ase import Atoms
+from common import median_time, system
 from torch.export import Dim, export
 from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -42,17 +41,6 @@ class EnergyForces(torch.nn.Module):
         return energy.detach(), forces_from_edges(grad, edge_index, positions.shape[0])
 
 
-def molecule(num_atoms: int, seed: int = 0) -> Atoms:
-    """A compact random H/C/N/O cluster (no two atoms closer than 0.9 Å)."""
-    rng = np.random.default_rng(seed)
-    points: list[np.ndarray] = []
-    while len(points) < num_atoms:
-        p = rng.uniform(-3.0, 3.0, 3)
-        if all(np.linalg.norm(p - q) > 0.9 for q in points):
-            points.append(p)
-    return Atoms(rng.choice(["H", "C", "N", "O"], num_atoms), positions=np.array(points))
-
-
 def compile_package(module: torch.nn.Module, args: tuple, path: Path) -> tuple[object, dict]:
     times = {}
     start = time.perf_counter()
@@ -74,15 +62,6 @@ def compile_package(module: torch.nn.Module, args: tuple, path: Path) -> tuple[o
     return torch._inductor.aoti_load_package(package), times
 
 
-def per_call_ms(function, args: tuple, repeats: int) -> float:
-    for _ in range(3):
-        function(*args)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function(*args)
-    return (time.perf_counter() - start) / repeats * 1e3
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--channels", type=int, default=64)
@@ -90,7 +69,8 @@ def main() -> None:
     parser.add_argument("--edge-rank", type=int, default=3)
     parser.add_argument("--correlation", type=int, default=3)
     parser.add_argument("--variant", default="sym", choices=["full", "sym", "sym+lt"])
-    parser.add_argument("--atoms", type=int, default=27)
+    parser.add_argument("--system", default="molecule27", choices=["molecule27", "bcc54", "bcc128"])
+    parser.add_argument("--molecule", default=None, help="extxyz whose first frame is the 27-atom molecule")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
@@ -103,20 +83,18 @@ def main() -> None:
     network = build_model(config).eval()
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    graph = graph_from_atoms(molecule(args.atoms), 5.0)
-    inputs = (
-        graph.positions.double(), network.z_to_index[graph.numbers], graph.edge_index,
-        torch.zeros(graph.edge_index.shape[1], 3, dtype=torch.float64),
-    )  # fmt: skip
+    graph = graph_from_atoms(system(args.system, args.molecule), 5.0)
+    shifts = graph.shifts @ graph.cell[0]  # one structure: its image offsets in Å
+    inputs = (graph.positions, network.z_to_index[graph.numbers], graph.edge_index, shifts)
     eager = EnergyForces(network)
     with tempfile.TemporaryDirectory() as folder:
         compiled, times = compile_package(eager, inputs, Path(folder) / "model.pt2")
         reference, result = eager(*inputs), compiled(*inputs)
         deviation = max(float((a - b).abs().max()) for a, b in zip(reference, result))
-        eager_ms, compiled_ms = per_call_ms(eager, inputs, args.repeats), per_call_ms(compiled, inputs, args.repeats)
+        eager_ms, compiled_ms = (1e3 * median_time(lambda f=f: f(*inputs), args.repeats) for f in (eager, compiled))
     print(
         f"C={args.channels} L={args.max_rank} l_max={args.edge_rank} nu={args.correlation} {args.variant} float64, "
-        f"{args.atoms} atoms, {inputs[2].shape[1]} edges, {args.threads} threads"
+        f"{args.system} ({len(inputs[0])} atoms, {inputs[2].shape[1]} edges), {args.threads} threads"
     )
     print(f"{'make_fx':>8} {'export':>8} {'compile':>8} {'eager':>9} {'compiled':>9} {'ratio':>6} {'max dev':>9}")
     print(

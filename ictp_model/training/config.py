@@ -167,9 +167,9 @@ class TrainConfig:
 
     def _dtype_source(self) -> str:
         """Where the model's dtype comes from, for the log: dtype, model.dtype, a preset or the default."""
-        section = {"preset": self.model} if isinstance(self.model, str) else self.model
         if self.dtype is not None:
             return "dtype"
+        section = self._model_section()
         if "dtype" in section:
             return "model.dtype"
         preset = section.get("preset")

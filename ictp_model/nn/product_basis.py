@@ -23,8 +23,9 @@ from .linear import species_matmul
 class SourceProduct(nn.Module):
     """Every path from one block a of P_{ν-1} with any block of A, at once.
 
-    A (all blocks concatenated, one slot) is contracted with one combined coupling table first,
-    then one batched matmul over the (node, channel) pairs contracts the S_a slots of x.
+    The outer product of x's components with A's (all blocks concatenated) is contracted with one
+    combined coupling table: one matrix product over (node, channel, slot) rows.  (Batched products
+    of tiny per-(node, channel) matrices ran at under 1 GFLOP/s here, their second derivatives worse.)
 
     Shapes: x (N, C, S_a, d_a), A (N, C, D_A) -> (N, C, S_a, Σ_outputs d_c).
     """
@@ -32,8 +33,20 @@ class SourceProduct(nn.Module):
     targets: list[int]
     target_dims: list[int]
 
-    def __init__(self, a: int, l_a: int, a_ranks: list[int], outputs: list[tuple[int, int, int]], storage: str):
-        """outputs: (index of the A block, output block index, output rank) for every path of a."""
+    def __init__(
+        self,
+        a: int,
+        l_a: int,
+        a_ranks: list[int],
+        outputs: list[tuple[int, int, int]],
+        out_dims: list[int],
+        slot_positions: list[int],
+        storage: str,
+    ):
+        """outputs: (index of the A block, output block index, output rank) for every path of a;
+        out_dims: the dims of all output blocks of the product (the layout of :meth:`weighted`);
+        slot_positions: for each path k and slot s of x, in that order, where its weight lies in
+        the output blocks' slot weights concatenated."""
         super().__init__()
         a_dims = [block_dim(l, storage) for l in a_ranks]
         self.a = a
@@ -41,18 +54,32 @@ class SourceProduct(nn.Module):
         self.targets = [t for _, t, _ in outputs]
         self.target_dims = [block_dim(l, storage) for _, _, l in outputs]
         offsets = [sum(a_dims[:b]) for b in range(len(a_dims) + 1)]
-        table = torch.zeros(offsets[-1], self.d_a, sum(self.target_dims), dtype=torch.float64)
+        out_offsets = [sum(out_dims[:t]) for t in range(len(out_dims))]
+        table = torch.zeros(self.d_a, offsets[-1], sum(self.target_dims), dtype=torch.float64)
+        per_path = torch.zeros(len(outputs), self.d_a, offsets[-1], sum(out_dims), dtype=torch.float64)
         q = 0
-        for (b, _, l), dim in zip(outputs, self.target_dims):
-            coupling = coupling_tensor(l_a, a_ranks[b], l, storage=storage)
-            table[offsets[b] : offsets[b + 1], :, q : q + dim] = coupling.transpose(0, 1)
+        for k, ((b, t, l), dim) in enumerate(zip(outputs, self.target_dims)):
+            coupling = coupling_tensor(l_a, a_ranks[b], l, storage=storage)  # (d_a, d_b, d_l)
+            table[:, offsets[b] : offsets[b + 1], q : q + dim] = coupling
+            per_path[k, :, offsets[b] : offsets[b + 1], out_offsets[t] : out_offsets[t] + dim] = coupling
             q += dim
-        self.register_buffer("table", table.reshape(offsets[-1], -1), persistent=False)  # (D_A, d_a·Q)
+        self.register_buffer("table", table.reshape(-1, q), persistent=False)  # (d_a·D_A, Q)
+        self.register_buffer("path_table", per_path.reshape(-1, sum(out_dims)), persistent=False)
+        self.register_buffer("slot_index", torch.tensor(slot_positions, dtype=torch.long), persistent=False)
 
     def forward(self, x: Tensor, a_cat: Tensor) -> Tensor:
         n, c, s = x.shape[0], x.shape[1], x.shape[2]
-        partial = torch.matmul(a_cat, self.table).reshape(n * c, self.d_a, -1)  # (NC, d_a, Q)
-        return torch.bmm(x.reshape(n * c, s, self.d_a), partial).reshape(n, c, s, -1)
+        outer = x.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, D_A)
+        return torch.matmul(outer.reshape(n * c * s, -1), self.table).reshape(n, c, s, -1)
+
+    def weighted(self, folded: Tensor, a_cat: Tensor) -> Tensor:
+        """Σ_k (x_k ⊗ A)_{path k}, each path's result added into its output block's columns.
+
+        Shapes: folded (N, C, K, d_a), one x per path k; A (N, C, D_A) -> (N, C, Σ_out d).
+        """
+        n, c = folded.shape[0], folded.shape[1]
+        outer = folded.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, K, d_a, D_A)
+        return torch.matmul(outer.reshape(n * c, -1), self.path_table).reshape(n, c, -1)
 
 
 class BlockProduct(nn.Module):
@@ -62,6 +89,7 @@ class BlockProduct(nn.Module):
     """
 
     out_slots: list[int]
+    out_dims: list[int]
 
     def __init__(
         self,
@@ -76,18 +104,26 @@ class BlockProduct(nn.Module):
         super().__init__()
         paths = block_paths(p_blocks, a_blocks, out_max_rank, odd, symmetric)
         self.out_blocks: list[Block] = sorted_blocks(p[2] for p in paths)
+        self.out_dims = [block_dim(l, storage) for l, _ in self.out_blocks]
         a_ranks = [l for l, _ in a_blocks]
-        sources: list[nn.Module] = []
         slots = [0 for _ in self.out_blocks]
+        per_source = []  # (a, its paths, the first slot of each path in its output block)
         for a in range(len(p_blocks)):
             outputs = [(pb, self.out_blocks.index(out), out[0]) for pa, pb, out in paths if pa == a]
             if not outputs:
                 continue
-            sources.append(SourceProduct(a, p_blocks[a][0], a_ranks, outputs, storage))
+            starts = []
             for _, t, _ in outputs:
+                starts.append(slots[t])
                 slots[t] += p_slots[a]
-        self.sources = nn.ModuleList(sources)
+            per_source.append((a, outputs, starts))
         self.out_slots = slots
+        slot_offsets = [sum(slots[:t]) for t in range(len(slots))]
+        sources: list[nn.Module] = []
+        for a, outputs, starts in per_source:
+            positions = [slot_offsets[t] + s + j for (_, t, _), s in zip(outputs, starts) for j in range(p_slots[a])]
+            sources.append(SourceProduct(a, p_blocks[a][0], a_ranks, outputs, self.out_dims, positions, storage))
+        self.sources = nn.ModuleList(sources)
 
     def forward(self, p: list[Tensor], a: list[Tensor]) -> list[Tensor]:
         a_cat = torch.cat(a, dim=-1)
@@ -101,6 +137,25 @@ class BlockProduct(nn.Module):
                 start += dim
         return [torch.cat(ps, dim=2) for ps in pieces]
 
+    def weighted(self, p: list[Tensor], a: list[Tensor], weights: list[Tensor]) -> list[Tensor]:
+        """Σ_s w[s] · forward(p, a)[t][:, :, s] for every output block t, without forming the slots:
+        the weights are summed into P's slots first (the product is linear in P).
+
+        Shapes: weights list[(N, C, S'_t)] for out_blocks -> list[(N, C, d_t)].
+        """
+        a_cat = torch.cat(a, dim=-1)
+        w_all = torch.cat(weights, dim=-1)
+        total = torch.zeros(0)
+        for i, source in enumerate(self.sources):
+            x = p[source.a]  # (N, C, S_a, d_a)
+            w = w_all.index_select(2, source.slot_index).reshape(
+                x.shape[0], x.shape[1], -1, x.shape[2]
+            )  # (N, C, K, S_a)
+            folded = (w.unsqueeze(-1) * x.unsqueeze(2)).sum(3)  # (N, C, K, d_a)
+            y = source.weighted(folded, a_cat)
+            total = total + y if i > 0 else y
+        return list(torch.split(total, self.out_dims, dim=-1))
+
 
 class ManyBodyFeatures(nn.Module):
     """B from A (see the module docstring).
@@ -112,6 +167,9 @@ class ManyBodyFeatures(nn.Module):
     order_of_weight: list[int]
     block_of_weight: list[int]
     source_of_weight: list[int]
+    final_order: int
+    final_slots: list[int]
+    final_block: list[int]
 
     def __init__(
         self,
@@ -162,23 +220,51 @@ class ManyBodyFeatures(nn.Module):
                 weights.append(nn.Parameter(w))
         self.weights = nn.ParameterList(weights)
 
+        # The highest order enters B only through its weighted sum, so (uncoupled weights) it is
+        # formed already summed (BlockProduct.weighted); -1: every order is formed slot by slot.
+        self.final_order = len(products) if products and not coupled else -1
+        final_blocks, final_slots = orders[-1]
+        self.final_slots = list(final_slots)
+        self.final_block = [self.out_blocks.index(b) if b in self.out_blocks else -1 for b in final_blocks]
+
     def forward(self, a: list[Tensor], species: Tensor) -> list[Tensor]:
         order: list[Tensor] = [x.unsqueeze(2) for x in a]  # P_1: one slot per block
         orders: list[list[Tensor]] = [order]
-        for prod in self.products:
-            order = prod(order, a)
-            orders.append(order)
         n = species.shape[0]
         out: list[Tensor] = [torch.zeros(0) for _ in self.out_blocks]
         started: list[bool] = [False for _ in self.out_blocks]
-        for i, w in enumerate(self.weights):
-            k = self.block_of_weight[i]
-            x = orders[self.order_of_weight[i]][self.source_of_weight[i]]  # (N, C, S, d)
-            if self.coupled:
-                y = species_matmul(x.reshape(n, -1, x.shape[-1]), species, w * self.coupled_norm)
+        for j, prod in enumerate(self.products):
+            if j + 1 == self.final_order:
+                summed = prod.weighted(order, a, self.final_weights(species, a[0]))
+                for t, k in enumerate(self.final_block):
+                    if k >= 0:
+                        out[k] = out[k] + summed[t] if started[k] else summed[t]
+                        started[k] = True
             else:
-                w_node = w.index_select(0, species).reshape(n * self.channels, 1, -1)  # (NC, 1, S)
-                y = torch.bmm(w_node, x.reshape(n * self.channels, x.shape[2], -1)).reshape(n, self.channels, -1)
-            out[k] = out[k] + y if started[k] else y
-            started[k] = True
+                order = prod(order, a)
+                orders.append(order)
+        for i, w in enumerate(self.weights):
+            if self.order_of_weight[i] != self.final_order:  # (the highest order is summed above)
+                k = self.block_of_weight[i]
+                x = orders[self.order_of_weight[i]][self.source_of_weight[i]]  # (N, C, S, d)
+                if self.coupled:
+                    y = species_matmul(x.reshape(n, -1, x.shape[-1]), species, w * self.coupled_norm)
+                else:
+                    w_node = w.index_select(0, species).reshape(n * self.channels, 1, -1)  # (NC, 1, S)
+                    y = torch.bmm(w_node, x.reshape(n * self.channels, x.shape[2], -1))
+                    y = y.reshape(n, self.channels, -1)
+                out[k] = out[k] + y if started[k] else y
+                started[k] = True
         return out
+
+    def final_weights(self, species: Tensor, like: Tensor) -> list[Tensor]:
+        """Each node's slot weights of the highest order, per block of that order (zeros for a
+        block that B does not keep).  Shapes: species (N,) -> list[(N, C, S_t)]."""
+        n = species.shape[0]
+        weights: list[Tensor] = [
+            torch.zeros(n, self.channels, s, dtype=like.dtype, device=like.device) for s in self.final_slots
+        ]
+        for i, w in enumerate(self.weights):
+            if self.order_of_weight[i] == self.final_order:
+                weights[self.source_of_weight[i]] = w.index_select(0, species)
+        return weights

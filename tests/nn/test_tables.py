@@ -89,3 +89,29 @@ def test_product_basis_products_are_the_irreducible_products(model):
 
 def _in_blocks(model, layer):
     return [(0, 0)] if layer is model.layers[0] else model.layers[0].out_blocks
+
+
+@pytest.mark.parametrize("variant", ["full", "sym"])
+def test_summed_highest_order_equals_the_weighted_sum_of_its_slots(variant):
+    """The highest order enters B already summed over its slots (BlockProduct.weighted); this is
+    the slot-by-slot evaluation (every product formed, then weighted) to 1e-12, for every layer."""
+    gen = torch.Generator().manual_seed(3)
+    for storage in ("compact", "dense"):
+        model = small_model(variant=variant, odd=True, storage=storage)
+        species = torch.tensor([0, 1, 1, 0, 1])
+        for layer in model.layers:
+            product = layer.product
+            assert product.final_order == len(product.products) > 0
+            a = [
+                torch.randn(5, product.channels, block_dim(l, storage), dtype=DTYPE, generator=gen)
+                for l, _ in layer.conv.out_blocks
+            ]
+            summed = product(a, species)
+            product.final_order = -1  # form every order slot by slot
+            try:
+                reference = product(a, species)
+            finally:
+                product.final_order = len(product.products)
+            assert len(summed) == len(reference) == len(product.out_blocks)
+            for got, want in zip(summed, reference):
+                torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)

@@ -1,4 +1,5 @@
-"""Export a trained model to one TorchScript file for `pair_style ictp`."""
+"""Export a trained model to one file for `pair_style ictp`: TorchScript (``.pt``, runs everywhere)
+or an AOTInductor package (``.pt2``, compiled for one device; see :mod:`.compiled`)."""
 
 import warnings
 from pathlib import Path
@@ -13,9 +14,16 @@ from ictp_model.model.network import ICTPNetwork
 from .lammps_model import LAMMPSModel
 
 
-def export_model(model: Union[ICTPNetwork, str, Path], out: Union[str, Path]) -> Path:
-    """Script ``model`` (an ICTP network or a saved model file) and write it atomically to ``out``."""
+def export_model(model: Union[ICTPNetwork, str, Path], out: Union[str, Path], device: str = "cpu") -> Path:
+    """Export ``model`` (an ICTP network or a saved model file) to ``out``, written atomically: the
+    suffix chooses the format, ``.pt2`` compiles for ``device`` (minutes), anything else is
+    TorchScript (``device`` unused: the pair style moves it)."""
     network = load_model(model) if isinstance(model, (str, Path)) else model
+    if Path(out).suffix == ".pt2":
+        from .compiled import compile_network
+
+        compile_network(network, out, device)
+        return Path(out)
     network = network.to("cpu").eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)

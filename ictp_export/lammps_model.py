@@ -83,17 +83,25 @@ class LAMMPSModel(torch.nn.Module):
         vectors = vectors.to(dtype)
         max_edges = self.evaluation.chunk_edges(memory_mb)
         node_energy, gradients = self.evaluation(species, edge_index, vectors, receivers, max_edges)
-        out = {
-            "energy": node_energy.sum().detach().double(),
-            "node_energy": node_energy.detach().double(),
-            "forces": forces_from_edges(gradients, edge_index, positions.shape[0]).double(),
-        }
-        if compute_virial:
-            per_edge = edge_virials(gradients, vectors).double()
-            atom_virial = torch.zeros(positions.shape[0], 3, 3, dtype=torch.float64, device=positions.device)
-            atom_virial = atom_virial.index_add(0, edge_index[0], 0.5 * per_edge).index_add(
-                0, edge_index[1], 0.5 * per_edge
-            )
-            out["virial"] = per_edge.sum(0)
-            out["atom_virial"] = atom_virial
-        return out
+        return interface_outputs(node_energy, gradients, vectors, edge_index, positions.shape[0], compute_virial)
+
+
+def interface_outputs(
+    node_energy: Tensor, gradients: Tensor, vectors: Tensor, edge_index: Tensor, num_atoms: int, compute_virial: bool
+) -> dict[str, Tensor]:
+    """The interface's results (see the module docstring) from the per-atom energies and
+    g = ∂E/∂vectors; shared by the TorchScript and the compiled export."""
+    out = {
+        "energy": node_energy.sum().detach().double(),
+        "node_energy": node_energy.detach().double(),
+        "forces": forces_from_edges(gradients, edge_index, num_atoms).double(),
+    }
+    if compute_virial:
+        per_edge = edge_virials(gradients, vectors).double()
+        atom_virial = torch.zeros(num_atoms, 3, 3, dtype=torch.float64, device=vectors.device)
+        atom_virial = atom_virial.index_add(0, edge_index[0], 0.5 * per_edge).index_add(
+            0, edge_index[1], 0.5 * per_edge
+        )
+        out["virial"] = per_edge.sum(0)
+        out["atom_virial"] = atom_virial
+    return out

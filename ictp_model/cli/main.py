@@ -9,6 +9,7 @@ ictp demo                                  the self-contained demonstration (no 
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Optional
 
 from ictp_model.data.io import DataError
@@ -124,7 +125,15 @@ def _export(args: argparse.Namespace, extra: list[str]) -> int:
 
     if extra:
         raise ConfigError(f"unknown arguments {extra}")
-    path = export_model(args.model, args.out)
+    from ictp_export.compiled import CompileError
+
+    if Path(args.out).suffix == ".pt2":
+        print(f"compiling {args.out} for {args.device} (AOTInductor; this takes minutes) ...", flush=True)
+    try:
+        path = export_model(args.model, args.out, args.device)
+    except CompileError as exc:
+        print(f"ictp export: error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {path}: use it with 'pair_style ictp' and 'pair_coeff * * {path} <element per type>'")
     return 0
 
@@ -262,9 +271,12 @@ def _add_md(sub) -> None:
 
 
 def _add_export_and_demo(sub) -> None:
-    export = sub.add_parser("export", help="export a model to TorchScript for LAMMPS (pair_style ictp)")
+    export = sub.add_parser("export", help="export a model for LAMMPS (pair_style ictp) and compiled inference")
     export.add_argument("--model", required=True, help="model file written by ictp train / save_model")
-    export.add_argument("--out", required=True, help="output file, e.g. model-lammps.pt")
+    export.add_argument(
+        "--out", required=True, help="model-lammps.pt (TorchScript, any device) or model-lammps.pt2 (compiled)"
+    )
+    export.add_argument("--device", default="cpu", help="device a .pt2 is compiled for (cpu, cuda)")
     export.set_defaults(func=_export)
 
     demo = sub.add_parser("demo", help="generate data with ASE's EMT, train, evaluate, plot (no download)")

@@ -32,6 +32,7 @@ class SourceProduct(nn.Module):
 
     targets: list[int]
     target_dims: list[int]
+    slot_starts: list[int]
 
     def __init__(
         self,
@@ -40,18 +41,18 @@ class SourceProduct(nn.Module):
         a_ranks: list[int],
         outputs: list[tuple[int, int, int]],
         out_dims: list[int],
-        slot_positions: list[int],
+        slot_starts: list[int],
         storage: str,
     ):
         """outputs: (index of the A block, output block index, output rank) for every path of a;
         out_dims: the dims of all output blocks of the product (the layout of :meth:`weighted`);
-        slot_positions: for each path k and slot s of x, in that order, where its weight lies in
-        the output blocks' slot weights concatenated."""
+        slot_starts: for each path, the first of its x's slots among its output block's slots."""
         super().__init__()
         a_dims = [block_dim(l, storage) for l in a_ranks]
         self.a = a
         self.d_a = block_dim(l_a, storage)
         self.targets = [t for _, t, _ in outputs]
+        self.slot_starts = list(slot_starts)
         self.target_dims = [block_dim(l, storage) for _, _, l in outputs]
         offsets = [sum(a_dims[:b]) for b in range(len(a_dims) + 1)]
         out_offsets = [sum(out_dims[:t]) for t in range(len(out_dims))]
@@ -65,7 +66,6 @@ class SourceProduct(nn.Module):
             q += dim
         self.register_buffer("table", table.reshape(-1, q), persistent=False)  # (d_a·D_A, Q)
         self.register_buffer("path_table", per_path.reshape(-1, sum(out_dims)), persistent=False)
-        self.register_buffer("slot_index", torch.tensor(slot_positions, dtype=torch.long), persistent=False)
 
     def forward(self, x: Tensor, a_cat: Tensor) -> Tensor:
         n, c, s = x.shape[0], x.shape[1], x.shape[2]
@@ -118,11 +118,9 @@ class BlockProduct(nn.Module):
                 slots[t] += p_slots[a]
             per_source.append((a, outputs, starts))
         self.out_slots = slots
-        slot_offsets = [sum(slots[:t]) for t in range(len(slots))]
         sources: list[nn.Module] = []
         for a, outputs, starts in per_source:
-            positions = [slot_offsets[t] + s + j for (_, t, _), s in zip(outputs, starts) for j in range(p_slots[a])]
-            sources.append(SourceProduct(a, p_blocks[a][0], a_ranks, outputs, self.out_dims, positions, storage))
+            sources.append(SourceProduct(a, p_blocks[a][0], a_ranks, outputs, self.out_dims, starts, storage))
         self.sources = nn.ModuleList(sources)
 
     def forward(self, p: list[Tensor], a: list[Tensor]) -> list[Tensor]:
@@ -144,17 +142,20 @@ class BlockProduct(nn.Module):
         Shapes: weights list[(N, C, S'_t)] for out_blocks -> list[(N, C, d_t)].
         """
         a_cat = torch.cat(a, dim=-1)
-        w_all = torch.cat(weights, dim=-1)
         total = torch.zeros(0)
         for i, source in enumerate(self.sources):
             x = p[source.a]  # (N, C, S_a, d_a)
-            w = w_all.index_select(2, source.slot_index).reshape(
-                x.shape[0], x.shape[1], -1, x.shape[2]
-            )  # (N, C, K, S_a)
-            folded = (w.unsqueeze(-1) * x.unsqueeze(2)).sum(3)  # (N, C, K, d_a)
+            s = x.shape[2]
+            w = torch.stack([weights[t][:, :, j : j + s] for t, j in zip(source.targets, source.slot_starts)], dim=2)
+            folded = (w.unsqueeze(-1) * x.unsqueeze(2)).sum(3)  # (N, C, K, S_a) · (N, C, S_a, d_a) -> (N, C, K, d_a)
             y = source.weighted(folded, a_cat)
             total = total + y if i > 0 else y
-        return list(torch.split(total, self.out_dims, dim=-1))
+        out: list[Tensor] = []
+        start = 0
+        for dim in self.out_dims:
+            out.append(total[:, :, start : start + dim])
+            start += dim
+        return out
 
 
 class ManyBodyFeatures(nn.Module):

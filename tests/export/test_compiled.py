@@ -1,0 +1,83 @@
+"""The compiled export (.pt2, AOTInductor) equals the TorchScript export: energies, per-atom
+energies, forces, virials and per-atom virials, on layered graphs as the pair style builds them,
+of sizes other than the one it was traced on (one package, no recompiling).
+
+One compile of a small model (~1-3 min on one core) serves the whole module."""
+
+import shutil
+
+import pytest
+import torch
+
+import ictp_export.compiled as compiled_module
+from ictp_export.compiled import CompiledModel, CompileError, compile_network, example_inputs
+from ictp_export.lammps_model import LAMMPSModel
+from ictp_model import save_model
+from ictp_model.cli.main import main
+
+from ..model.structures import small_model
+
+COMPILER = next((c for c in ("g++", "c++", "clang++") if shutil.which(c)), None)
+needs_compiler = pytest.mark.skipif(COMPILER is None, reason="no C++ compiler on PATH: AOTInductor cannot compile")
+TIGHT = dict(rtol=1e-10, atol=1e-12)
+
+
+def network():
+    net = small_model(channels=4, max_rank=1, edge_rank=2, correlation=2, variant="sym")
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory):
+    if COMPILER is None:
+        pytest.skip("no C++ compiler on PATH: AOTInductor cannot compile")
+    folder = tmp_path_factory.mktemp("pt2")
+    save_model(network(), folder / "model.pt")
+    assert main(["export", "--model", str(folder / "model.pt"), "--out", str(folder / "model-lammps.pt2")]) == 0
+    return folder / "model-lammps.pt2"
+
+
+@needs_compiler
+@pytest.mark.parametrize("num_atoms, seed", [(23, 0), (31, 1), (40, 2)])
+def test_compiled_equals_the_torchscript_export(package, num_atoms, seed):
+    net = network()
+    compiled = CompiledModel(package)
+    scripted = torch.jit.script(LAMMPSModel(net))
+    positions, species, edge_index, shifts, receivers = example_inputs(net, num_atoms, seed)
+    shifts = torch.randn(shifts.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) * 0.1
+    got = compiled(positions, species, edge_index, shifts, receivers, True)
+    want = scripted(positions, species, edge_index, shifts, receivers, True)
+    assert sorted(got) == sorted(want)
+    assert got["node_energy"].shape == (receivers[-1],)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], **TIGHT, msg=key)
+
+
+@needs_compiler
+def test_metadata_is_the_torchscript_attributes(package):
+    net, compiled = network(), CompiledModel(package)
+    scripted = torch.jit.script(LAMMPSModel(net))
+    assert compiled.elements == list(scripted.elements)
+    assert compiled.cutoff == scripted.cutoff
+    assert compiled.num_layers == scripted.num_layers
+    assert compiled.dtype == scripted.dtype
+    assert compiled.config == net.config.to_dict()
+
+
+def test_a_file_that_is_no_package_is_refused(tmp_path):
+    path = tmp_path / "model.pt2"
+    path.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not a loadable AOTInductor package"):
+        CompiledModel(path)
+
+
+def test_a_failed_compile_says_why_and_names_the_pt_export(tmp_path, monkeypatch):
+    def fail(*args, **kwargs):
+        raise OSError("g++: command not found")
+
+    monkeypatch.setattr(compiled_module, "_export", lambda module, args, times: None)  # (tracing: tested above)
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", fail)
+    out = tmp_path / "model.pt2"
+    with pytest.raises(CompileError, match=r"g\+\+: command not found.*ictp export --out model-lammps.pt"):
+        compile_network(network(), out)
+    assert not out.exists()  # nothing half-written

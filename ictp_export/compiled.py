@@ -32,15 +32,18 @@ import json
 import shutil
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Union
 
 import torch
+from ase.data import atomic_numbers
 from torch import Tensor, nn
 
+from ictp_model.data.graph import AtomicGraph
 from ictp_model.files import atomic_write
+from ictp_model.model.config import ModelConfig
 from ictp_model.model.network import ICTPNetwork
+from ictp_model.model.potential import species_index, stress_from_virial
 
 from .lammps_model import FORMAT_VERSION, interface_outputs
 
@@ -151,9 +154,7 @@ def _export(module: nn.Module, args: tuple, times: dict) -> torch.export.Exporte
     start = time.perf_counter()
     atoms, edges = Dim("atoms", min=2), Dim("edges", min=2)
     dynamic = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
-    with warnings.catch_warnings():  # torch's own pytree deprecation notice, not the user's concern
-        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
-        program = export(graph, args, dynamic_shapes=dynamic, strict=False)
+    program = export(graph, args, dynamic_shapes=dynamic, strict=False)
     times["export"] = time.perf_counter() - start
     return program
 
@@ -193,7 +194,11 @@ class CompiledModel:
         self.num_layers = int(meta["num_layers"])
         self.elements: list[str] = json.loads(meta["elements"])
         self.dtype = meta["dtype"]
-        self.config = json.loads(meta["config"])
+        self.config = ModelConfig.from_dict(json.loads(meta["config"]))
+        z_to_index = torch.full((119,), -1, dtype=torch.long)
+        for i, symbol in enumerate(self.elements):
+            z_to_index[atomic_numbers[symbol]] = i
+        self.z_to_index = z_to_index
 
     def __call__(
         self,
@@ -211,4 +216,24 @@ class CompiledModel:
         out["node_energy"] = out["node_energy"][:num_counted]
         if not compute_virial:
             del out["virial"], out["atom_virial"]
+        return out
+
+    def properties(self, graph: AtomicGraph, stress: bool = False) -> dict[str, Tensor]:
+        """What :func:`ictp_model.model.compute_properties` returns with forces (and stress), for a
+        (batched) graph: node_energy, energy (G,), forces, and with stress virial and stress (G, 3, 3)."""
+        species = species_index(self.z_to_index, graph.numbers)
+        positions = graph.positions.double()
+        cell_of_edge = graph.cell.double().index_select(0, graph.batch.index_select(0, graph.edge_index[0]))
+        shifts = torch.bmm(graph.shifts.double().unsqueeze(1), cell_of_edge).squeeze(1)
+        counted = torch.ones(graph.num_nodes, dtype=torch.float64, device=positions.device)
+        values = dict(zip(OUTPUTS, self.package(positions, species, graph.edge_index, shifts, counted)))
+        node_energy = values["node_energy"]
+        energy = torch.zeros(graph.num_graphs, dtype=torch.float64, device=positions.device)
+        out = {"node_energy": node_energy, "energy": energy.index_add(0, graph.batch, node_energy)}
+        out["forces"] = values["forces"]
+        if stress:
+            virial = torch.zeros(graph.num_graphs, 3, 3, dtype=torch.float64, device=positions.device)
+            virial = virial.index_add(0, graph.batch, values["atom_virial"])
+            out["virial"] = virial
+            out["stress"] = stress_from_virial(virial, graph.cell)
         return out

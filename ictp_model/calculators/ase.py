@@ -26,7 +26,14 @@ from ictp_model.model.potential import compute_properties
 ModelLike = Union[ICTPNetwork, str, Path]
 
 
-def _as_model(model: ModelLike, device: torch.device, dtype: Optional[str]) -> ICTPNetwork:
+def _as_model(model: ModelLike, device: torch.device, dtype: Optional[str]):
+    if isinstance(model, (str, Path)) and Path(model).suffix == ".pt2":  # compiled: as it was compiled
+        from ictp_export.compiled import CompiledModel
+
+        compiled = CompiledModel(model)
+        if dtype is not None and dtype != compiled.dtype:
+            raise ValueError(f"{model} was compiled for {compiled.dtype}; export it again for {dtype}")
+        return compiled
     network = load_model(model) if isinstance(model, (str, Path)) else model
     if dtype is not None and dtype != network.config.dtype:  # a copy in the other precision
         converted = build_model(network.config, dtype=dtype)
@@ -68,8 +75,9 @@ class ICTPCalculator(Calculator):
     """ASE calculator for an ICTP model or a committee of models.
 
     Args:
-        model_or_path: a model, a model file, or a list of those (a committee: results are the
-            mean, plus energy_std (eV) and forces_std (eV/Å, per atom and component)).
+        model_or_path: a model, a model file, a compiled export (``.pt2``, from ``ictp export``;
+            float64 positions, the device it was compiled for), or a list of those (a committee:
+            results are the mean, plus energy_std (eV) and forces_std (eV/Å, per atom and component)).
         device: torch device.
         dtype: "float32" or "float64" to run in another precision than the model was saved in.
         skin: neighbour-list skin in Å; the list is rebuilt only when an atom moved > skin/2.
@@ -102,7 +110,10 @@ class ICTPCalculator(Calculator):
         for m in self.models[1:]:
             if m.config.elements != first.elements or m.config.cutoff != first.cutoff:
                 raise ValueError("committee models must share elements and cutoff")
-        self.dtype = self.models[0].embedding.dtype
+        self.compiled = [not isinstance(m, ICTPNetwork) for m in self.models]
+        if any(self.compiled) and memory_mb > 0:
+            raise ValueError("a .pt2 model evaluates all atoms at once; memory_mb needs the model file (.pt)")
+        self.dtype = torch.float64 if self.compiled[0] else self.models[0].embedding.dtype
         self.neighbours = NeighbourCache(float(first.cutoff), skin)
         self.memory_mb = float(memory_mb)
 
@@ -133,7 +144,12 @@ class ICTPCalculator(Calculator):
 
     def _evaluate(self, graph: AtomicGraph, stress: bool) -> list[dict]:
         graph = graph.to(self.device)
-        return [compute_properties(m, graph, forces=True, stress=stress, memory_mb=self.memory_mb) for m in self.models]
+        return [
+            m.properties(graph, stress)
+            if compiled
+            else compute_properties(m, graph, forces=True, stress=stress, memory_mb=self.memory_mb)
+            for m, compiled in zip(self.models, self.compiled)
+        ]
 
     def _results(self, outputs: list[dict], index: int, atom_slice: slice, periodic: bool) -> dict:
         energies = np.array([float(o["energy"][index].detach()) for o in outputs])

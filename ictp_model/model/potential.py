@@ -115,8 +115,13 @@ def compute_properties(
         edge_graph = graph.batch.index_select(0, graph.edge_index[0])
         virial = torch.zeros(graph.num_graphs, 3, 3, dtype=dtype, device=g.device)
         virial = virial.index_add(0, edge_graph, edge_virials(g, vectors.detach()))
-        volume = torch.linalg.det(graph.cell).abs()
-        safe = torch.where(volume > 1e-12, volume, torch.ones_like(volume))
         out["virial"] = virial
-        out["stress"] = torch.where((volume > 1e-12)[:, None, None], -virial / safe[:, None, None], 0.0 * virial)
+        out["stress"] = stress_from_virial(virial, graph.cell)
     return out
+
+
+def stress_from_virial(virial: Tensor, cell: Tensor) -> Tensor:
+    """σ = -W / V per structure; zero where the cell has no volume.  Shapes: (G, 3, 3) -> (G, 3, 3)."""
+    volume = torch.linalg.det(cell.to(virial.dtype)).abs()
+    safe = torch.where(volume > 1e-12, volume, torch.ones_like(volume))
+    return torch.where((volume > 1e-12)[:, None, None], -virial / safe[:, None, None], 0.0 * virial)

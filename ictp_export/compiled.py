@@ -124,7 +124,7 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
             package = torch._inductor.aoti_compile_and_package(
                 program,
                 package_path=str(Path(folder) / "model.pt2"),
-                inductor_configs={"aot_inductor.metadata": metadata(network)},
+                inductor_configs={"aot_inductor.metadata": {**metadata(network), "device": str(device)}},
             )
             atomic_write(out, lambda tmp: shutil.copyfile(package, tmp))
         times["compile"] = time.perf_counter() - start

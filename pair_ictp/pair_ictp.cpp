@@ -155,6 +155,11 @@ void PairICTP::select_device()
 
 void PairICTP::load_model(const std::string &path)
 {
+  package.reset();
+  if (path.size() > 4 && path.compare(path.size() - 4, 4, ".pt2") == 0) {
+    load_compiled(path);
+    return;
+  }
   try {
     model = torch::jit::load(path, torch::kCPU);
   } catch (const std::exception &e) {
@@ -205,6 +210,69 @@ void PairICTP::load_model(const std::string &path)
                    "(loaded before libtorch) instead of libtorch's MKL, several times slower; start "
                    "LAMMPS with LD_PRELOAD={} (see the README) or use a float32 model",
                    blas, libtorch_path());
+}
+
+namespace {
+
+// ["H", "C"] (the package's JSON list of element symbols) -> {"H", "C"}
+std::vector<std::string> json_strings(const std::string &text)
+{
+  std::vector<std::string> out;
+  size_t at = 0;
+  while ((at = text.find('"', at)) != std::string::npos) {
+    size_t end = text.find('"', at + 1);
+    if (end == std::string::npos) break;
+    out.push_back(text.substr(at + 1, end - at - 1));
+    at = end + 1;
+  }
+  return out;
+}
+
+}    // namespace
+
+/* a .pt2 written by `ictp export --out X.pt2` (ictp_export/compiled.py): the same interface,
+   compiled for one device; its attributes are the package's metadata */
+
+void PairICTP::load_compiled(const std::string &path)
+{
+  std::unordered_map<std::string, std::string> meta;
+  try {
+    meta = torch::inductor::AOTIModelPackageLoader::load_metadata_from_package(path, "model");
+  } catch (const std::exception &e) {
+    std::string what = e.what();
+    error->all(FLERR, "pair_style ictp: cannot read the compiled model '{}': {}", path,
+               what.substr(0, what.find('\n')));
+  }
+  if (meta["interface"] != "ictp-aoti")
+    error->all(FLERR, "pair_style ictp: '{}' is not a compiled ictp model (write one with 'ictp export --out X.pt2')",
+               path);
+  format_version = std::stoi(meta["format_version"]);
+  if (format_version != FORMAT_VERSION)
+    error->all(FLERR, "pair_style ictp: compiled model '{}' has format version {}, this plugin reads {}", path,
+               format_version, FORMAT_VERSION);
+  if (memory_mb > 0.0 && comm->me == 0)
+    error->warning(FLERR,
+                   "pair_style ictp: a compiled model evaluates all atoms at once; 'memory' is ignored (the .pt "
+                   "export has the bounded-memory evaluation)");
+  cutoff = std::stod(meta["cutoff"]);
+  num_layers = std::stoi(meta["num_layers"]);
+  model_elements = json_strings(meta["elements"]);
+  bytes_per_edge = default_memory_mb = 0.0;
+  select_device();
+  const std::string compiled_for = meta.count("device") ? meta["device"] : "cpu";
+  if ((compiled_for.rfind("cuda", 0) == 0) != device.is_cuda())
+    error->all(FLERR, "pair_style ictp: '{}' was compiled for {}, but this pair style runs on {}; compile it for "
+               "this device (ictp export --device ...) or use the .pt export", path, compiled_for,
+               device.is_cuda() ? "cuda" : "cpu");
+  try {
+    package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
+        path, "model", false, 1, device.is_cuda() ? device.index() : static_cast<c10::DeviceIndex>(-1));
+  } catch (const std::exception &e) {
+    std::string what = e.what();
+    error->all(FLERR, "pair_style ictp: cannot load the compiled model '{}': {}", path,
+               what.substr(0, what.find('\n')));
+  }
+  model_loaded = true;
 }
 
 /* pair_coeff * * model-lammps.pt El_1 ... El_ntypes  (NULL: a type this style leaves to others,
@@ -310,7 +378,7 @@ void PairICTP::build_graph()
     error->one(FLERR, "pair_style ictp: atom {} has no neighbour list", atom->tag[problem.i]);
 }
 
-c10::Dict<c10::IValue, c10::IValue> PairICTP::evaluate_model(bool want_virial)
+PairICTP::Results PairICTP::evaluate_model(bool want_virial)
 {
   const long nused = graph.num_used();
   const long nedges = graph.num_edges();
@@ -334,6 +402,12 @@ c10::Dict<c10::IValue, c10::IValue> PairICTP::evaluate_model(bool want_virial)
   const double budget = (memory_mb > 0.0 ? memory_mb : default_memory_mb) * 1048576.0;
   model_working_bytes = std::min(budget, bytes_per_edge * static_cast<double>(nedges));
 
+  if (package) {    // compiled: every atom updated, the local ones (first receivers[-1]) counted
+    torch::Tensor counted = torch::zeros({nused}, float64);
+    counted.slice(0, 0, graph.receivers.back()).fill_(1.0);
+    return run_compiled({positions.to(device), species.to(device), edge_index.to(device), edge_shifts.to(device),
+                         counted.to(device)});
+  }
   c10::List<int64_t> receiver_list(graph.receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),
                                          edge_shifts.to(device), receiver_list, want_virial};
@@ -345,27 +419,47 @@ c10::Dict<c10::IValue, c10::IValue> PairICTP::evaluate_model(bool want_virial)
     std::string what = e.what();
     error->one(FLERR, "pair_style ictp: model evaluation failed: {}", what.substr(0, what.find('\n')));
   }
-  return result.toGenericDict();
+  auto out = result.toGenericDict();
+  Results results{out.at("energy").toTensor(), out.at("node_energy").toTensor(), out.at("forces").toTensor(), {}, {}};
+  if (want_virial) {
+    results.virial = out.at("virial").toTensor();
+    results.atom_virial = out.at("atom_virial").toTensor();
+  }
+  return results;
 }
 
-void PairICTP::add_results(const c10::Dict<c10::IValue, c10::IValue> &out)
+PairICTP::Results PairICTP::run_compiled(const std::vector<torch::Tensor> &inputs)
+{
+  std::vector<torch::Tensor> out;
+  try {
+    out = package->run(inputs);
+  } catch (const std::exception &e) {
+    std::string what = e.what();
+    error->one(FLERR, "pair_style ictp: compiled model evaluation failed: {}", what.substr(0, what.find('\n')));
+  }
+  if (out.size() != 5) error->one(FLERR, "pair_style ictp: the compiled model returned {} outputs, not 5", out.size());
+  const long nlocal_counted = graph.receivers.back();
+  return Results{out[0], out[1].slice(0, 0, nlocal_counted), out[2], out[3], out[4]};
+}
+
+void PairICTP::add_results(const Results &out)
 {
   const std::vector<int> &order = graph.order;
   const long nused = graph.num_used();
   double **f = atom->f;
-  torch::Tensor forces = out.at("forces").toTensor().to(torch::kCPU).contiguous();
+  torch::Tensor forces = out.forces.to(torch::kCPU).contiguous();
   auto forces_a = forces.accessor<double, 2>();
   for (long k = 0; k < nused; k++)
     for (int d = 0; d < 3; d++) f[order[k]][d] += forces_a[k][d];
 
-  if (eflag_global) eng_vdwl += out.at("energy").toTensor().to(torch::kCPU).item<double>();
+  if (eflag_global) eng_vdwl += out.energy.to(torch::kCPU).item<double>();
   if (eflag_atom) {
-    torch::Tensor node_energy = out.at("node_energy").toTensor().to(torch::kCPU).contiguous();
+    torch::Tensor node_energy = out.node_energy.to(torch::kCPU).contiguous();
     auto e_a = node_energy.accessor<double, 1>();
     for (long k = 0; k < node_energy.size(0); k++) eatom[order[k]] += e_a[k];
   }
   if (vflag_global) {
-    torch::Tensor w = out.at("virial").toTensor().to(torch::kCPU).contiguous();
+    torch::Tensor w = out.virial.to(torch::kCPU).contiguous();
     auto w_a = w.accessor<double, 2>();
     virial[0] += w_a[0][0];
     virial[1] += w_a[1][1];
@@ -375,7 +469,7 @@ void PairICTP::add_results(const c10::Dict<c10::IValue, c10::IValue> &out)
     virial[5] += 0.5 * (w_a[1][2] + w_a[2][1]);
   }
   if (vflag_atom) {
-    torch::Tensor w = out.at("atom_virial").toTensor().to(torch::kCPU).contiguous();
+    torch::Tensor w = out.atom_virial.to(torch::kCPU).contiguous();
     auto w_a = w.accessor<double, 3>();
     for (long k = 0; k < nused; k++) {
       int i = order[k];

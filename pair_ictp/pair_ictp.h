@@ -13,12 +13,14 @@ PairStyle(ictp,PairICTP);
 #ifndef LMP_PAIR_ICTP_H
 #define LMP_PAIR_ICTP_H
 
+#include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/script.h>
 
 #include "pair.h"
 
 #include "graph_builder.h"
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -37,13 +39,19 @@ class PairICTP : public Pair {
 
  protected:
   void allocate();
+  struct Results {    // the interface's outputs (ictp_export/lammps_model.py), float64
+    torch::Tensor energy, node_energy, forces, virial, atom_virial;
+  };
   void load_model(const std::string &path);
+  void load_compiled(const std::string &path);          // an AOTInductor package (.pt2)
   void select_device();
   void build_graph();                                   // graph from the neighbour list
-  c10::Dict<c10::IValue, c10::IValue> evaluate_model(bool want_virial);
-  void add_results(const c10::Dict<c10::IValue, c10::IValue> &out);    // forces, energies, virials
+  Results evaluate_model(bool want_virial);
+  Results run_compiled(const std::vector<torch::Tensor> &inputs);
+  void add_results(const Results &out);                 // forces, energies, virials
 
   torch::jit::Module model;
+  std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;    // set for a .pt2
   bool model_loaded = false;
   torch::Device device = torch::kCPU;
   bool want_cuda = false;

@@ -12,3 +12,23 @@ def _seed():
     np.random.seed(1234)
     random.seed(1234)
     yield
+
+
+@pytest.fixture(scope="session")
+def compiled_light(tmp_path_factory):
+    """The light model (L = 1, l_max = 2, ν = 2; as tests/lammps' exported_light) compiled to a .pt2
+    by `ictp export` once per session (~1-4 min), or a skip where no C++ compiler is found."""
+    import shutil
+
+    from ictp_model import save_model
+    from ictp_model.cli.main import main
+
+    from .model.structures import small_model
+
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        pytest.skip("no C++ compiler on PATH: AOTInductor cannot compile a .pt2")
+    model = small_model(max_rank=1, edge_rank=2, correlation=2).eval()
+    folder = tmp_path_factory.mktemp("pt2")
+    save_model(model, folder / "model.pt")
+    assert main(["export", "--model", str(folder / "model.pt"), "--out", str(folder / "model-lammps.pt2")]) == 0
+    return model, folder / "model-lammps.pt2"

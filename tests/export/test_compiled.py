@@ -2,7 +2,7 @@
 energies, forces, virials and per-atom virials, on layered graphs as the pair style builds them,
 of sizes other than the one it was traced on (one package, no recompiling).
 
-One compile of a small model (~1-3 min on one core) serves the whole module."""
+The package is the session's compiled_light (tests/conftest.py): one compile for all tests."""
 
 import shutil
 
@@ -13,8 +13,7 @@ import torch
 import ictp_export.compiled as compiled_module
 from ictp_export.compiled import CompiledModel, CompileError, compile_network, example_inputs
 from ictp_export.lammps_model import LAMMPSModel
-from ictp_model import ICTPCalculator, save_model
-from ictp_model.cli.main import main
+from ictp_model import ICTPCalculator
 
 from ..model.structures import organic_molecule, small_model, triclinic_cell
 
@@ -24,18 +23,12 @@ TIGHT = dict(rtol=1e-10, atol=1e-12)
 
 
 def network():
-    net = small_model(channels=4, max_rank=1, edge_rank=2, correlation=2, variant="sym")
-    return net.eval()
+    return small_model(max_rank=1, edge_rank=2, correlation=2).eval()  # the model of compiled_light
 
 
 @pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    if COMPILER is None:
-        pytest.skip("no C++ compiler on PATH: AOTInductor cannot compile")
-    folder = tmp_path_factory.mktemp("pt2")
-    save_model(network(), folder / "model.pt")
-    assert main(["export", "--model", str(folder / "model.pt"), "--out", str(folder / "model-lammps.pt2")]) == 0
-    return folder / "model-lammps.pt2"
+def package(compiled_light):
+    return compiled_light[1]
 
 
 @needs_compiler

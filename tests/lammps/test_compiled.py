@@ -1,0 +1,51 @@
+"""pair_style ictp with the compiled export (.pt2) equals the same model's TorchScript export (.pt)
+in LAMMPS: energies, forces, per-atom energies, virials and per-atom virials, on the test systems
+of test_pair_ictp (periodic images, a cell smaller than the cutoff, types in another order), on
+1 and 2 MPI ranks, over an MD run whose neighbour lists change (one package, no recompiling)."""
+
+import numpy as np
+import pytest
+
+from .helpers import evaluate_in_lammps, write_data
+from .test_errors import run_lmp
+from .test_mpi import run
+from .test_pair_ictp import CASES, cubic_cell
+
+TIGHT = dict(rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_compiled_equals_torchscript_in_lammps(plugin, exported_light, compiled_light, tmp_path, case):
+    make, order = CASES[case]
+    atoms = make()
+    (tmp_path / "pt").mkdir()
+    (tmp_path / "pt2").mkdir()
+    want = evaluate_in_lammps(plugin, exported_light[1], atoms, order, tmp_path / "pt")
+    got = evaluate_in_lammps(plugin, compiled_light[1], atoms, order, tmp_path / "pt2")
+    for key in ("forces", "energies", "atom_virial") + (("virial",) if atoms.pbc.all() else ()):
+        np.testing.assert_allclose(got[key], want[key], err_msg=key, **TIGHT)
+    assert got["energy"] == pytest.approx(want["energy"], rel=1e-12, abs=1e-10)
+
+
+def test_compiled_on_two_ranks_over_md_equals_torchscript(plugin, exported_light, compiled_light, tmp_path):
+    atoms = cubic_cell().repeat((2, 1, 1))  # two subdomains
+    atoms.rattle(0.02, seed=1)
+    data = tmp_path / "cell.data"
+    write_data(data, atoms, ["H", "C", "N", "O"])
+    want = run(2, plugin, exported_light[1], data, tmp_path / "pt.json", steps=60)
+    got = run(2, plugin, compiled_light[1], data, tmp_path / "pt2.json", steps=60)
+    assert got["nprocs"] == 2
+    assert got["energy"] == pytest.approx(want["energy"], abs=1e-9)
+    np.testing.assert_allclose(got["forces"], want["forces"], atol=1e-9)
+    np.testing.assert_allclose(got["per_atom"], want["per_atom"], atol=1e-9)
+    np.testing.assert_allclose(got["positions"], want["positions"], atol=1e-8)
+    np.testing.assert_allclose(got["etotal"], want["etotal"], atol=1e-8)
+
+
+def test_bad_compiled_files_and_elements_are_refused(plugin, compiled_light, tmp_path):
+    bad = tmp_path / "model.pt2"
+    bad.write_bytes(b"not a package")
+    code, out = run_lmp(tmp_path, plugin, ["pair_style ictp", f"pair_coeff * * {bad} H C N O"])
+    assert code != 0 and "cannot read the compiled model" in out, out[-800:]
+    code, out = run_lmp(tmp_path, plugin, ["pair_style ictp", f"pair_coeff * * {compiled_light[1]} H C N Fe"])
+    assert code != 0 and "element 'Fe' (type 4) is not in the model" in out, out[-800:]

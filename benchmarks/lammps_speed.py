@@ -4,6 +4,9 @@ ASE path on the same systems, with peak memory per rank.
     python benchmarks/lammps_speed.py [--molecule ../shared/data/3bpa/train_300K.xyz]
         [--systems molecule27,bcc128,bcc1024,bcc8192] [--channels 32] [--max-rank 1] [--edge-rank 2]
 
+    # the compiled export (.pt2) beside the TorchScript one, at the paper's default size
+    python benchmarks/lammps_speed.py --channels 64 --max-rank 2 --edge-rank 3 --compiled --systems bcc1024,bcc8192
+
     # large-scale MD at the paper's default size: memory per atom (slope between sizes) of the
     # bounded evaluation (pair_style ictp memory M) and of the plain one where it fits
     python benchmarks/lammps_speed.py --channels 64 --max-rank 2 --edge-rank 3 --no-ase \
@@ -23,6 +26,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -146,6 +150,9 @@ def main() -> None:
         default=0,
         help="also run the plain (unchunked) evaluation on systems up to this size",
     )
+    parser.add_argument(
+        "--compiled", action="store_true", help="also the compiled export (.pt2): its compile time and MD speed"
+    )
     parser.add_argument("--threads", type=int, default=0, help="threads per rank (default: 2 / ranks)")
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: per system, see STEPS)")
     parser.add_argument(
@@ -182,6 +189,11 @@ def main() -> None:
         model_path = work / f"model-{dtype}.pt"
         save_model(model, model_path)
         exported = export_model(model, work / f"model-{dtype}-lammps.pt")
+        compiled = None
+        if args.compiled:
+            start = time.perf_counter()
+            compiled = export_model(model, work / f"model-{dtype}-lammps.pt2")
+            print(f"# {dtype}: ictp export --out .pt2 took {time.perf_counter() - start:.0f} s", flush=True)
         for name in args.systems.split(","):
             atoms = build_system(name, args.molecule)
             data = work / f"{name}.data"
@@ -199,8 +211,15 @@ def main() -> None:
                     rows.append((f"lammps x{ranks}{label}", result))
                     if "error" not in result:
                         peaks.setdefault((dtype, f"x{ranks}{label}"), []).append((len(atoms), result["peak_rss_mb"]))
+            for ranks in [int(r) for r in args.ranks.split(",")] if compiled else []:
+                script = work / f"in.{name}.pt2"
+                script.write_text(lammps_input(data, plugin, compiled, atoms.pbc.any(), steps, 0.0))
+                result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
+                rows.append((f"lammps x{ranks} pt2", result))
             if not args.no_ase:
                 rows.append(("ase", run_ase(atoms, model_path, max(2, steps // 4), threads=2)))
+                if compiled:
+                    rows.append(("ase pt2", run_ase(atoms, compiled, max(2, steps // 4), threads=2)))
             for engine, r in rows:
                 if "error" in r:
                     print(f"{name:11} {len(atoms):6d} {dtype:8} {engine:16} ERROR {r['error']}", flush=True)

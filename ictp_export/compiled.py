@@ -28,6 +28,7 @@ Route (torch 2.13): ``make_fx`` with symbolic shapes traces the forward *with* i
 a C++ compiler: :class:`CompileError` says what failed and that the ``.pt`` export works without one.
 """
 
+import copy
 import json
 import shutil
 import tempfile
@@ -110,7 +111,7 @@ def example_inputs(network: ICTPNetwork, num_atoms: int = 23, seed: int = 0) -> 
 def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "cpu") -> dict:
     """Compile ``network`` into the package ``out`` (written atomically); returns the seconds of
     each stage.  Raises CompileError on failure."""
-    network = network.to(device).eval()
+    network = copy.deepcopy(network).to(device).eval()  # (the caller's model keeps its gradients)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
     positions, species, edge_index, shifts, receivers = example_inputs(network)

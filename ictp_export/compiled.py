@@ -153,7 +153,7 @@ def _export(module: nn.Module, args: tuple, times: dict) -> torch.export.Exporte
                 graph.register_buffer(node.target, value)
     times["trace"] = time.perf_counter() - start
     start = time.perf_counter()
-    atoms, edges = Dim("atoms", min=2), Dim("edges", min=2)
+    atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)  # a lone atom; an atom without neighbours
     dynamic = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
     program = export(graph, args, dynamic_shapes=dynamic, strict=False)
     times["export"] = time.perf_counter() - start
@@ -211,8 +211,18 @@ class CompiledModel:
         compute_virial: bool = True,
     ) -> dict[str, Tensor]:
         num_atoms, num_counted = positions.shape[0], receivers[-1]
-        counted = counted_atoms(num_atoms, num_counted, positions.device)
-        values = self.package(positions.double(), species, edge_index, shifts.double(), counted)
+        if num_atoms == 0:  # (a package's atom count is at least 1)
+            zeros = torch.zeros(0, dtype=torch.float64, device=positions.device)
+            values = [
+                zeros.sum(),
+                zeros,
+                zeros.reshape(0, 3),
+                torch.zeros(3, 3, dtype=torch.float64, device=positions.device),
+                zeros.reshape(0, 3, 3),
+            ]
+        else:
+            counted = counted_atoms(num_atoms, num_counted, positions.device)
+            values = self.package(positions.double(), species, edge_index, shifts.double(), counted)
         out = dict(zip(OUTPUTS, values))
         out["node_energy"] = out["node_energy"][:num_counted]
         if not compute_virial:

@@ -402,6 +402,10 @@ PairICTP::Results PairICTP::evaluate_model(bool want_virial)
   const double budget = (memory_mb > 0.0 ? memory_mb : default_memory_mb) * 1048576.0;
   model_working_bytes = std::min(budget, bytes_per_edge * static_cast<double>(nedges));
 
+  if (package && nused == 0) {    // a rank without atoms (a package's atom count is at least 1)
+    return Results{torch::zeros({}, float64), torch::zeros({0}, float64), torch::zeros({0, 3}, float64),
+                   torch::zeros({3, 3}, float64), torch::zeros({0, 3, 3}, float64)};
+  }
   if (package) {    // compiled: every atom updated, the local ones (first receivers[-1]) counted
     torch::Tensor counted = torch::zeros({nused}, float64);
     counted.slice(0, 0, graph.receivers.back()).fill_(1.0);

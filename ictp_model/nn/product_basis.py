@@ -70,7 +70,8 @@ class SourceProduct(nn.Module):
     def forward(self, x: Tensor, a_cat: Tensor) -> Tensor:
         n, c, s = x.shape[0], x.shape[1], x.shape[2]
         outer = x.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, D_A)
-        return torch.matmul(outer.reshape(n * c * s, -1), self.table).reshape(n, c, s, -1)
+        rows = outer.reshape(n * c * s, self.table.shape[0])  # (explicit sizes: no atoms is a valid input)
+        return torch.matmul(rows, self.table).reshape(n, c, s, self.table.shape[1])
 
     def weighted(self, folded: Tensor, a_cat: Tensor) -> Tensor:
         """Σ_k (x_k ⊗ A)_{path k}, each path's result added into its output block's columns.
@@ -79,7 +80,8 @@ class SourceProduct(nn.Module):
         """
         n, c = folded.shape[0], folded.shape[1]
         outer = folded.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, K, d_a, D_A)
-        return torch.matmul(outer.reshape(n * c, -1), self.path_table).reshape(n, c, -1)
+        rows = outer.reshape(n * c, self.path_table.shape[0])
+        return torch.matmul(rows, self.path_table).reshape(n, c, self.path_table.shape[1])
 
 
 class BlockProduct(nn.Module):
@@ -249,11 +251,13 @@ class ManyBodyFeatures(nn.Module):
                 k = self.block_of_weight[i]
                 x = orders[self.order_of_weight[i]][self.source_of_weight[i]]  # (N, C, S, d)
                 if self.coupled:
-                    y = species_matmul(x.reshape(n, -1, x.shape[-1]), species, w * self.coupled_norm)
+                    y = species_matmul(
+                        x.reshape(n, x.shape[1] * x.shape[2], x.shape[3]), species, w * self.coupled_norm
+                    )
                 else:
-                    w_node = w.index_select(0, species).reshape(n * self.channels, 1, -1)  # (NC, 1, S)
-                    y = torch.bmm(w_node, x.reshape(n * self.channels, x.shape[2], -1))
-                    y = y.reshape(n, self.channels, -1)
+                    w_node = w.index_select(0, species).reshape(n * self.channels, 1, w.shape[2])  # (NC, 1, S)
+                    y = torch.bmm(w_node, x.reshape(n * self.channels, x.shape[2], x.shape[3]))
+                    y = y.reshape(n, self.channels, x.shape[3])
                 out[k] = out[k] + y if started[k] else y
                 started[k] = True
         return out

@@ -48,6 +48,30 @@ def test_compiled_equals_the_torchscript_export(package, num_atoms, seed):
 
 
 @needs_compiler
+def test_compiled_on_tiny_graphs(package):
+    """A lone atom, two atoms with and without an edge between them, and no atoms at all."""
+    compiled, scripted = CompiledModel(package), torch.jit.script(LAMMPSModel(network()))
+    f64, no_edges = torch.float64, torch.zeros(2, 0, dtype=torch.long)
+    two = torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.2, 0.1]], dtype=f64)
+    cases = [
+        (torch.zeros(1, 3, dtype=f64), torch.tensor([2]), no_edges, torch.zeros(0, 3, dtype=f64), [1, 1]),
+        (two, torch.tensor([0, 1]), torch.tensor([[0, 1], [1, 0]]), torch.zeros(2, 3, dtype=f64), [2, 2]),
+        (two, torch.tensor([0, 1]), no_edges, torch.zeros(0, 3, dtype=f64), [2, 2]),
+        (
+            torch.zeros(0, 3, dtype=f64),
+            torch.zeros(0, dtype=torch.long),
+            no_edges,
+            torch.zeros(0, 3, dtype=f64),
+            [0, 0],
+        ),
+    ]
+    for inputs in cases:
+        got, want = compiled(*inputs, True), scripted(*inputs, True)
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], **TIGHT, msg=f"{len(inputs[0])} atoms: {key}")
+
+
+@needs_compiler
 def test_metadata_is_the_torchscript_attributes(package):
     net, compiled = network(), CompiledModel(package)
     scripted = torch.jit.script(LAMMPSModel(net))

@@ -148,6 +148,7 @@ class BlockProduct(nn.Module):
         for i, source in enumerate(self.sources):
             x = p[source.a]  # (N, C, S_a, d_a)
             s = x.shape[2]
+            # slices, not index_select + split: AOTInductor (torch 2.13) compiled those to wrong numbers
             w = torch.stack([weights[t][:, :, j : j + s] for t, j in zip(source.targets, source.slot_starts)], dim=2)
             folded = (w.unsqueeze(-1) * x.unsqueeze(2)).sum(3)  # (N, C, K, S_a) · (N, C, S_a, d_a) -> (N, C, K, d_a)
             y = source.weighted(folded, a_cat)

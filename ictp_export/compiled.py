@@ -37,16 +37,15 @@ from pathlib import Path
 from typing import Union
 
 import torch
-from ase.data import atomic_numbers
 from torch import Tensor, nn
 
 from ictp_model.data.graph import AtomicGraph
 from ictp_model.files import atomic_write
 from ictp_model.model.config import ModelConfig
-from ictp_model.model.network import ICTPNetwork
-from ictp_model.model.potential import species_index, stress_from_virial
+from ictp_model.model.network import ICTPNetwork, element_table
+from ictp_model.model.potential import image_offsets, species_index, stress_from_virial
 
-from .lammps_model import FORMAT_VERSION, interface_outputs
+from .lammps_model import FORMAT_VERSION, interface_attributes, interface_outputs
 
 INTERFACE = "ictp-aoti"
 OUTPUTS = ("energy", "node_energy", "forces", "virial", "atom_virial")
@@ -161,16 +160,9 @@ def _export(module: nn.Module, args: tuple, times: dict) -> torch.export.Exporte
 
 
 def metadata(network: ICTPNetwork) -> dict[str, str]:
-    config = network.config
-    return {
-        "interface": INTERFACE,
-        "format_version": str(FORMAT_VERSION),
-        "cutoff": repr(float(config.cutoff)),
-        "num_layers": str(int(config.layers)),
-        "elements": json.dumps(list(config.elements)),
-        "dtype": str(config.dtype),
-        "config": json.dumps(config.to_dict()),
-    }
+    """The TorchScript export's attributes as strings (numbers and lists as JSON)."""
+    attributes = interface_attributes(network.config)
+    return {"interface": INTERFACE, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in attributes.items()}}
 
 
 class CompiledModel:
@@ -196,10 +188,7 @@ class CompiledModel:
         self.elements: list[str] = json.loads(meta["elements"])
         self.dtype = meta["dtype"]
         self.config = ModelConfig.from_dict(json.loads(meta["config"]))
-        z_to_index = torch.full((119,), -1, dtype=torch.long)
-        for i, symbol in enumerate(self.elements):
-            z_to_index[atomic_numbers[symbol]] = i
-        self.z_to_index = z_to_index
+        self.z_to_index = element_table(self.elements)
 
     def __call__(
         self,
@@ -234,8 +223,7 @@ class CompiledModel:
         (batched) graph: node_energy, energy (G,), forces, and with stress virial and stress (G, 3, 3)."""
         species = species_index(self.z_to_index, graph.numbers)
         positions = graph.positions.double()
-        cell_of_edge = graph.cell.double().index_select(0, graph.batch.index_select(0, graph.edge_index[0]))
-        shifts = torch.bmm(graph.shifts.double().unsqueeze(1), cell_of_edge).squeeze(1)
+        shifts = image_offsets(graph.edge_index, graph.shifts.double(), graph.cell.double(), graph.batch)
         counted = torch.ones(graph.num_nodes, dtype=torch.float64, device=positions.device)
         values = dict(zip(OUTPUTS, self.package(positions, species, graph.edge_index, shifts, counted)))
         node_energy = values["node_energy"]

@@ -47,10 +47,23 @@ import torch
 from torch import Tensor
 
 from ictp_model.model.bounded import BoundedEvaluation
+from ictp_model.model.config import ModelConfig
 from ictp_model.model.network import ICTPNetwork
 from ictp_model.model.potential import edge_virials, forces_from_edges
 
 FORMAT_VERSION = 2
+
+
+def interface_attributes(config: ModelConfig) -> dict:
+    """The attributes of the module docstring, from the model's config (also the .pt2's metadata)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "cutoff": float(config.cutoff),
+        "num_layers": int(config.layers),
+        "elements": list(config.elements),
+        "dtype": str(config.dtype),
+        "config": json.dumps(config.to_dict()),
+    }
 
 
 class LAMMPSModel(torch.nn.Module):
@@ -58,14 +71,9 @@ class LAMMPSModel(torch.nn.Module):
 
     def __init__(self, network: ICTPNetwork):
         super().__init__()
-        config = network.config
         self.evaluation = BoundedEvaluation(network)  # holds the network
-        self.format_version = FORMAT_VERSION
-        self.cutoff = float(config.cutoff)
-        self.num_layers = int(config.layers)
-        self.elements = list(config.elements)
-        self.dtype = str(config.dtype)
-        self.config = json.dumps(config.to_dict())
+        for name, value in interface_attributes(network.config).items():
+            setattr(self, name, value)
 
     def forward(
         self,

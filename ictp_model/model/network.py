@@ -20,6 +20,16 @@ from ictp_model.tensor.harmonics import flat_outer_powers, unit_vectors
 from .config import ModelConfig
 
 
+def element_table(elements: list[str]) -> Tensor:
+    """Atomic number -> index into ``elements`` (-1: not a model element).  Shape (119,)."""
+    from ase.data import atomic_numbers
+
+    table = torch.full((119,), -1, dtype=torch.long)
+    for i, symbol in enumerate(elements):
+        table[atomic_numbers[symbol]] = i
+    return table
+
+
 class ICTPNetwork(nn.Module):
     """Per-atom energies E_i = s · Σ_t readout_t(h_i^(t)) + μ_{Z_i} + E0_{Z_i}.
 
@@ -81,12 +91,7 @@ class ICTPNetwork(nn.Module):
         shift = [config.shift.get(e, 0.0) for e in config.elements]
         self.register_buffer("atomic_energies", torch.tensor(e0, dtype=torch.float64))
         self.register_buffer("energy_shift", torch.tensor(shift, dtype=torch.float64))
-        z_to_index = torch.full((119,), -1, dtype=torch.long)
-        from ase.data import atomic_numbers
-
-        for i, symbol in enumerate(config.elements):
-            z_to_index[atomic_numbers[symbol]] = i
-        self.register_buffer("z_to_index", z_to_index)
+        self.register_buffer("z_to_index", element_table(config.elements))
 
     def embed(self, species: Tensor) -> Tensor:
         """The first layer's input h^(0): the normalised element embedding, (N,) -> (N, C, 1)."""

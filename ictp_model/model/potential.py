@@ -43,9 +43,13 @@ def species_index(z_to_index: Tensor, numbers: Tensor) -> Tensor:
 def edge_vectors(positions: Tensor, edge_index: Tensor, shifts: Tensor, cell: Tensor, batch: Tensor) -> Tensor:
     """r_ij = r_j - r_i + S_ij · cell of i's structure.  Shapes: -> (E, 3)."""
     i, j = edge_index[0], edge_index[1]
-    cell_of_edge = cell.index_select(0, batch.index_select(0, i))  # (E, 3, 3)
-    offset = torch.bmm(shifts.unsqueeze(1), cell_of_edge).squeeze(1)
-    return positions.index_select(0, j) - positions.index_select(0, i) + offset
+    return positions.index_select(0, j) - positions.index_select(0, i) + image_offsets(edge_index, shifts, cell, batch)
+
+
+def image_offsets(edge_index: Tensor, shifts: Tensor, cell: Tensor, batch: Tensor) -> Tensor:
+    """S_ij · cell of i's structure: each edge's periodic-image offset in Å.  Shapes: -> (E, 3)."""
+    cell_of_edge = cell.index_select(0, batch.index_select(0, edge_index[0]))  # (E, 3, 3)
+    return torch.bmm(shifts.unsqueeze(1), cell_of_edge).squeeze(1)
 
 
 def edge_gradients(energy: Tensor, vectors: Tensor, create_graph: bool) -> Tensor:

@@ -21,8 +21,8 @@ batch 5 (valid 10); Adam(AMSGrad) lr 0.01, ReduceLROnPlateau (factor 0.8, patien
 w_F = 100 (ICTP: energy_mode per_atom, reduction mean); validation every epoch.
 
 Budget: --epochs caps both codes' epochs; --minutes caps their wall-clock (ICTP stops at the first
-epoch end past it; MACE, which has no time limit, gets the epochs that a 3-epoch calibration run
-says fit). --side-by-side trains the two codes at the same time, each on --threads threads, so that
+epoch end past it; MACE, which has no time limit, is stopped the same way, at the first epoch end past it,
+and then finishes from its best checkpoint). --side-by-side trains the two codes at the same time, each on --threads threads, so that
 both see the same machine load (on 2 cores: --threads 1). Output: a table (per seed, and mean ± std over seeds) of validation force RMSE at equal
 epochs and the test errors of each best model, curves.png (validation force RMSE against epoch
 and against wall-clock), and results.json, in --work-dir.
@@ -171,17 +171,42 @@ def mace_curve(folder: Path) -> tuple[list, datetime]:
     return [[e, (t - start).total_seconds(), f] for e, t, f in sorted(points)], start
 
 
+def run_mace_for(command: list[str], folder: Path, log: Path, threads: int, seconds: float) -> None:
+    """Run MACE training until the first epoch that ends past `seconds` (counted, like ICTP's
+    max_time, from its "Started training" line), stop it, then let MACE finish from its own best
+    checkpoint (--restart_latest with no epochs left): it loads the best (EMA) weights, evaluates
+    and writes mace.model exactly as at the end of a normal run."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    with open(log, "w") as handle:
+        process = subprocess.Popen(command, cwd=folder.parent, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        while process.poll() is None:
+            time.sleep(1.0)
+            try:
+                curve, _ = mace_curve(folder)
+            except SystemExit:  # not started yet
+                continue
+            if curve and curve[-1][1] >= seconds:
+                time.sleep(5.0)  # the epoch's checkpoint is saved right after its log line
+                process.terminate()
+                process.wait()
+                break
+    if process.returncode not in (0, -15):
+        raise SystemExit(f"{' '.join(map(str, command))} failed; see {log}")
+    if not sorted(folder.rglob("mace*.model")):
+        finish = [a for a in command if not a.startswith("--max_num_epochs=")] + [
+            "--max_num_epochs=0",
+            "--restart_latest",
+        ]
+        run(finish, folder.parent, log.with_name(log.stem + "-finish.log"), threads)
+
+
 def train_mace(paths: dict, e0s: dict, args, seed: int, work: Path) -> dict:
-    epochs = args.epochs or 100000
-    if args.minutes is not None:
-        run(mace_command(paths, e0s, args, seed, work, 3, "calibrate"), work, work / "mace-calibrate.log", args.threads)
-        curve, _ = mace_curve(work / "calibrate")
-        per_epoch = float(np.median(np.diff([t for _, t, _ in curve])))
-        fit = 1 + max(int((60.0 * args.minutes - curve[0][1]) / per_epoch), 0)
-        epochs = min(epochs, fit)
-        print(f"  MACE calibration: first epoch {curve[0][1]:.1f} s, then {per_epoch:.1f} s -> {epochs} epochs")
     shutil.rmtree(work / "mace", ignore_errors=True)
-    run(mace_command(paths, e0s, args, seed, work, epochs, "mace"), work, work / "mace.log", args.threads)
+    command = mace_command(paths, e0s, args, seed, work, args.epochs or 100000, "mace")
+    if args.minutes is None:
+        run(command, work, work / "mace.log", args.threads)
+    else:
+        run_mace_for(command, work / "mace", work / "mace.log", args.threads, 60.0 * args.minutes)
     from mace.calculators import MACECalculator
 
     curve, _ = mace_curve(work / "mace")

@@ -12,6 +12,7 @@ from ictp_model.typed import typed_values
 VARIANTS = ("full", "sym", "sym+lt")
 STORAGES = ("compact", "dense")
 DTYPES = ("float32", "float64")
+EDGE_HARMONICS = ("component", "paper")
 
 
 def check_keys(values: dict, cls, what: str, extra: tuple = (), error: type = ValueError) -> None:
@@ -44,6 +45,12 @@ class ModelConfig:
             §2.1 step 5 has it in every layer, as MACE's default first interaction does); each
             element's isolated-atom site energy is then subtracted, so an atom without
             neighbours still has exactly E0 + shift.  Models saved before it existed load as False.
+        edge_harmonics: the scale of the edge harmonics. "component" (default) multiplies T_l(r̂) by
+            sqrt((2l+1)/C_l), so that |T_l|² = 2l+1, one per independent component (the convention
+            of e3nn and MACE); "paper" keeps T_l·r̂^l = 1, i.e. |T_l|² = C_l (docs/math.md §1.1).
+            The radial weights are per path and channel, so both give the same functions; the
+            scale sets how fast training moves the l >= 1 paths (benchmarks/vs_mace.py measured
+            faster learning with "component").  Models saved before it existed load as "paper".
         dtype: "float64" or "float32"; a property of the model, never of torch's global default.
         num_bessel, envelope_p, radial_mlp: radial basis size, envelope exponent, hidden sizes.
         readout_hidden: hidden width of the last layer's readout MLP.
@@ -64,6 +71,7 @@ class ModelConfig:
     storage: str = "compact"
     odd: bool = False
     first_residual: bool = True
+    edge_harmonics: str = "component"
     dtype: str = "float64"
     num_bessel: int = 8
     envelope_p: int = 5
@@ -146,7 +154,12 @@ def model_problems(values: dict[str, Any]) -> list[str]:
             extra = sorted(set(get(key) or {}) - set(elements))
             if extra and elements:  # no elements yet: a training config's, which the data completes
                 problems.append(f"{key}: elements {extra} are not in elements {elements}")
-    for key, allowed in (("variant", VARIANTS), ("storage", STORAGES), ("dtype", DTYPES)):
+    for key, allowed in (
+        ("variant", VARIANTS),
+        ("storage", STORAGES),
+        ("dtype", DTYPES),
+        ("edge_harmonics", EDGE_HARMONICS),
+    ):
         if key in values and get(key) not in allowed:
             problems.append(f"{key}: {get(key)!r} is not one of {allowed}")
     for key in POSITIVE_INTEGERS:

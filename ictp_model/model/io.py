@@ -43,8 +43,8 @@ def _upgrade_v1(state: dict[str, torch.Tensor], config: ModelConfig) -> dict[str
 
 def saved_config(payload: dict[str, Any]) -> ModelConfig:
     """The config of a model payload; keys added since it was written take the value that gives
-    the model it was (first_residual: False before it existed)."""
-    return ModelConfig.from_dict({"first_residual": False, **payload["config"]})
+    the model it was (first_residual False and edge_harmonics "paper" before they existed)."""
+    return ModelConfig.from_dict({"first_residual": False, "edge_harmonics": "paper", **payload["config"]})
 
 
 def model_state(payload: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from ictp_model.nn.radial import BesselBasis, PolynomialEnvelope
 from ictp_model.nn.readout import LinearReadout, MLPReadout
 from ictp_model.tensor.basis import harmonics_matrix
 from ictp_model.tensor.blocks import Block
+from ictp_model.tensor.constants import harmonic_constant
 from ictp_model.tensor.harmonics import flat_outer_powers, unit_vectors
 
 from .config import ModelConfig
@@ -28,6 +29,12 @@ def element_table(elements: list[str]) -> Tensor:
     for i, symbol in enumerate(elements):
         table[atomic_numbers[symbol]] = i
     return table
+
+
+def edge_harmonic_scale(l: int, convention: str) -> float:
+    """The factor on T_l(r̂): sqrt((2l+1)/C_l) gives |T_l|² = 2l+1 ("component"); 1 keeps the
+    paper's T_l·r̂^l = 1 ("paper"), whose squared norm is C_l."""
+    return math.sqrt((2 * l + 1) / harmonic_constant(l)) if convention == "component" else 1.0
 
 
 class ICTPNetwork(nn.Module):
@@ -53,7 +60,10 @@ class ICTPNetwork(nn.Module):
         self.embedding_norm = 1.0 / math.sqrt(num_species)
         self.bessel = BesselBasis(config.cutoff, config.num_bessel)
         self.envelope = PolynomialEnvelope(config.cutoff, config.envelope_p)
-        tables = [harmonics_matrix(l, storage=config.storage) for l in range(config.edge_rank + 1)]
+        tables = [
+            harmonics_matrix(l, storage=config.storage) * edge_harmonic_scale(l, config.edge_harmonics)
+            for l in range(config.edge_rank + 1)
+        ]
         self.register_buffer("harmonics", torch.block_diag(*tables), persistent=False)  # (Σ 3^l, D_Y)
 
         layers: list[nn.Module] = []

@@ -233,29 +233,32 @@ def run_training(
     log(f"trained {state.epoch} epochs; best validation loss {state.best_valid_loss:.6g} at epoch {state.best_epoch}")
     barrier(ranks)  # model.pt is complete before any rank reads it
     if refits_shift(config):
-        refit_saved_shift(output_dir / "model.pt", data.train, config, log, ranks)
+        sets = [data.train] + ([data.valid] if config.final_shift_data == "train+valid" and data.valid else [])
+        refit_saved_shift(output_dir / "model.pt", sets, config, log, ranks)
     return report(config, data, state, log, ranks)
 
 
 def refit_saved_shift(
-    path: Path, train: GraphDataset, config: TrainConfig, log: Callable[[str], None], ranks: Ranks
+    path: Path, datasets: list[GraphDataset], config: TrainConfig, log: Callable[[str], None], ranks: Ranks
 ) -> None:
-    """Solve the energy-shift least squares (see .shift) exactly for the saved model on the training
-    set, so that no constant energy offset is left in it."""
+    """Solve the energy-shift least squares (see .shift) exactly for the saved model on the given
+    sets (config.final_shift_data), so that no constant energy offset is left in it."""
     model = load_model(path, config.device)
     fit = ShiftFit(len(model.config.elements), config.loss.energy_mode)
-    mine = part(list(range(len(train))), ranks)
-    for start in range(0, len(mine), config.valid_batch_size):
-        batch = collate([train[i] for i in mine[start : start + config.valid_batch_size]])
-        batch = batch.to(model.embedding.device, model.embedding.dtype)
-        out = compute_properties(model, batch, forces=False)
-        fit.add(batch, species_index(model.z_to_index, batch.numbers), out["energy"])
+    for dataset in datasets:
+        mine = part(list(range(len(dataset))), ranks)
+        for start in range(0, len(mine), config.valid_batch_size):
+            batch = collate([dataset[i] for i in mine[start : start + config.valid_batch_size]])
+            batch = batch.to(model.embedding.device, model.embedding.dtype)
+            out = compute_properties(model, batch, forces=False)
+            fit.add(batch, species_index(model.z_to_index, batch.numbers), out["energy"])
     delta = fit.solve(ranks)
     if delta is None:
         return
     apply_shift([model], delta)
+    names = "the training and validation sets" if len(datasets) > 1 else "the training set"
     log(
-        "energy shift refit on the training set (eV): "
+        f"energy shift refit on {names} (eV): "
         + ", ".join(f"{e} {d:+.3g}" for e, d in zip(model.config.elements, delta.tolist()))
     )
     if ranks.is_main:

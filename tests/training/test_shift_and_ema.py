@@ -46,3 +46,37 @@ def test_no_constant_energy_offset_is_left_in_the_saved_model(emt_files, tmp_pat
     mean_off, rmse_off = _offset_errors(emt_files, tmp_path / "plain", tmp_path, refit=False)
     assert abs(mean_off) > rmse_off / 3  # left to the optimiser, the offset is still there
     assert rmse < rmse_off
+
+
+def _normal_equation_moments(calc, frames, weight_of) -> np.ndarray:
+    """Σ_g w_g n_gZ (E_ref - E) per element Z (Cu, Au): zero where the shift is the least-squares one."""
+    moments = np.zeros(2)
+    for atoms in frames:
+        counts = np.array([np.sum(atoms.numbers == 29), np.sum(atoms.numbers == 79)], dtype=float)
+        residual = atoms.info["REF_energy"] - calc.get_potential_energy(atoms)
+        moments += weight_of(len(atoms)) * counts * residual
+    return moments
+
+
+def test_the_saved_shift_is_the_least_squares_one_on_the_sets_named(emt_files, tmp_path):  # noqa: F811
+    train = [a for a in read(emt_files / "train.xyz", ":") if len(a) > 1]
+    valid = read(emt_files / "test.xyz", ":")
+    write(tmp_path / "train.xyz", train, format="extxyz")
+    write(tmp_path / "valid.xyz", valid, format="extxyz")
+    weight_of = lambda n: 1.0 / n**2  # noqa: E731  (energy_mode per_atom)
+    moments = {}
+    for sets in ("train", "train+valid"):
+        config = tiny_config(emt_files, tmp_path / sets, max_epochs=2, final_shift_data=sets,
+                             valid_file=str(tmp_path / "valid.xyz"), loss={"energy": 1.0, "forces": 10.0,
+                             "stress": 0.0, "energy_mode": "per_atom"})  # fmt: skip
+        config.train_file = str(tmp_path / "train.xyz")
+        run_training(config, log=lambda m: None)
+        calc = ICTPCalculator(tmp_path / sets / "model.pt")
+        moments[sets] = (
+            _normal_equation_moments(calc, train, weight_of),
+            _normal_equation_moments(calc, valid, weight_of),
+        )
+    on_train, on_valid = moments["train"]
+    assert np.allclose(on_train, 0.0, atol=1e-9) and not np.allclose(on_valid, 0.0, atol=1e-6)
+    on_train, on_valid = moments["train+valid"]
+    assert np.allclose(on_train + on_valid, 0.0, atol=1e-9) and not np.allclose(on_train, 0.0, atol=1e-6)

@@ -21,8 +21,8 @@ batch 5 (valid 10); Adam(AMSGrad) lr 0.01, ReduceLROnPlateau (factor 0.8, patien
 w_F = 100 (ICTP: energy_mode per_atom, reduction mean); validation every epoch.
 
 Budget: --epochs caps both codes' epochs; --minutes caps their wall-clock (ICTP stops at the first
-epoch end past it; MACE, which has no time limit, is stopped the same way, at the first epoch end past it,
-and then finishes from its best checkpoint). --side-by-side trains the two codes at the same time, each on --threads threads, so that
+epoch end past it; MACE, which has no time limit, is stopped there too and then finishes from its
+best checkpoint). --side-by-side trains the two codes at the same time, each on --threads threads, so that
 both see the same machine load (on 2 cores: --threads 1). Output: a table (per seed, and mean ± std over seeds) of validation force RMSE at equal
 epochs and the test errors of each best model, curves.png (validation force RMSE against epoch
 and against wall-clock), and results.json, in --work-dir.
@@ -92,11 +92,14 @@ def isolated_energies(args) -> dict:
     return {int(a.numbers[0]): float(a.get_potential_energy()) for a in read(args.data / name, index=":")}
 
 
+def thread_env(threads: int) -> dict:
+    return {**os.environ, "OMP_NUM_THREADS": str(threads)}
+
+
 def run(command: list[str], cwd: Path, log: Path, threads: int) -> float:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.perf_counter()
     with open(log, "w") as handle:
-        result = subprocess.run(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        result = subprocess.run(command, cwd=cwd, env=thread_env(threads), stdout=handle, stderr=subprocess.STDOUT)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(map(str, command))} failed; see {log}")
     return time.perf_counter() - start
@@ -176,9 +179,10 @@ def run_mace_for(command: list[str], folder: Path, log: Path, threads: int, seco
     max_time, from its "Started training" line), stop it, then let MACE finish from its own best
     checkpoint (--restart_latest with no epochs left): it loads the best (EMA) weights, evaluates
     and writes mace.model exactly as at the end of a normal run."""
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(log, "w") as handle:
-        process = subprocess.Popen(command, cwd=folder.parent, env=env, stdout=handle, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=folder.parent, env=thread_env(threads), stdout=handle, stderr=subprocess.STDOUT
+        )
         while process.poll() is None:
             time.sleep(1.0)
             try:
@@ -192,7 +196,7 @@ def run_mace_for(command: list[str], folder: Path, log: Path, threads: int, seco
                 break
     if process.returncode not in (0, -15):
         raise SystemExit(f"{' '.join(map(str, command))} failed; see {log}")
-    if not sorted(folder.rglob("mace*.model")):
+    if not any(folder.rglob("mace*.model")):
         finish = [a for a in command if not a.startswith("--max_num_epochs=")] + [
             "--max_num_epochs=0",
             "--restart_latest",

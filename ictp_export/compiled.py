@@ -187,6 +187,7 @@ class CompiledModel:
         self.num_layers = int(meta["num_layers"])
         self.elements: list[str] = json.loads(meta["elements"])
         self.dtype = meta["dtype"]
+        self.device = torch.device(meta.get("device", "cpu"))
         self.config = ModelConfig.from_dict(json.loads(meta["config"]))
         self.z_to_index = element_table(self.elements)
 

@@ -4,6 +4,7 @@ import argparse
 import json
 from pathlib import Path
 
+import torch
 from ase.io import write
 
 from ictp_model.data.dataset import InMemoryDataset
@@ -17,8 +18,22 @@ from ictp_model.training.loop import evaluate
 from ictp_model.training.metrics import format_table
 
 
+def _load(path: str, device: str, memory_mb: float):
+    """The model file, or a compiled export (.pt2) run as it was compiled."""
+    if Path(path).suffix != ".pt2":
+        return load_model(path, check_device(device))
+    from ictp_export.compiled import CompiledModel
+
+    compiled = CompiledModel(path)
+    if compiled.device != torch.device(check_device(device)):
+        raise ValueError(f"{path} was compiled for {compiled.device}, not {device}; export it again for {device}")
+    if memory_mb > 0:
+        raise ValueError(f"{path}: a .pt2 evaluates all atoms at once; --memory needs the model file (.pt)")
+    return compiled
+
+
 def run_eval(args: argparse.Namespace) -> int:
-    model = load_model(args.model, check_device(args.device))
+    model = _load(args.model, args.device, args.memory)
     config = model.config
     keys = Keys(args.energy_key, args.forces_key, args.stress_key, args.virials_key)
     # read and check every file before writing anything
@@ -26,7 +41,8 @@ def run_eval(args: argparse.Namespace) -> int:
     for samples in files.values():
         check_elements(samples, config.elements)
     loss = LossConfig()  # the loss column uses the training defaults; the errors do not depend on it
-    dtype = config.torch_dtype
+    compiled = not isinstance(model, torch.nn.Module)
+    dtype = torch.float64 if compiled else config.torch_dtype  # a .pt2 takes float64 positions
     results, written = {}, []
     for path, samples in files.items():
         has_stress = any(s.stress is not None for s in samples)

@@ -82,7 +82,20 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def _device_batch(dataset: GraphDataset, indices: list[int], model: torch.nn.Module) -> AtomicGraph:
+    if _is_compiled(model):  # a .pt2 takes float64 inputs on the device it was compiled for
+        return collate([dataset[i] for i in indices]).to(model.device, torch.float64)
     return collate([dataset[i] for i in indices]).to(model.embedding.device, model.embedding.dtype)
+
+
+def _is_compiled(model) -> bool:
+    """A compiled export (ictp_export.compiled.CompiledModel) rather than a network."""
+    return not isinstance(model, torch.nn.Module) and hasattr(model, "properties")
+
+
+def _predict(model, batch: AtomicGraph, stress: bool, memory_mb: Optional[float]) -> dict:
+    if _is_compiled(model):  # forces and stress come out of the package (derived there by the same code)
+        return model.properties(batch, stress)
+    return compute_properties(model, batch, forces=True, stress=stress, memory_mb=memory_mb)
 
 
 def evaluate(
@@ -99,7 +112,8 @@ def evaluate(
     ``batch_size`` structures, each rank taking its part; the loss and the errors are summed over
     ranks. Also returns the predictions and labels of this rank's first ``keep_predictions``
     structures, in order.  memory_mb: see compute_properties (`ictp eval` on large structures;
-    validation during training keeps the plain path)."""
+    validation during training keeps the plain path).  model may also be a compiled export
+    (ictp_export.compiled.CompiledModel), which evaluates every structure at once."""
     sums = {t: 0.0 for t in LOSS_TERMS}
     counts = {t: 0.0 for t in LOSS_TERMS}
     errors, predictions = ErrorAccumulator(), []
@@ -108,7 +122,7 @@ def evaluate(
     for start in range(0, len(mine), batch_size):
         indices = mine[start : start + batch_size]
         batch = _device_batch(dataset, indices, model)
-        out = compute_properties(model, batch, forces=True, stress=with_stress, memory_mb=memory_mb)
+        out = _predict(model, batch, with_stress, memory_mb)
         for name, (value, count) in loss_terms(out, batch, loss).items():
             sums[name] += float(value.detach())
             counts[name] += float(count)

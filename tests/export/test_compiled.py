@@ -111,3 +111,44 @@ def test_calculator_on_the_package_equals_the_calculator_on_the_model(package):
             np.testing.assert_allclose(got[key], want[key], rtol=1e-10, atol=1e-12, err_msg=key)
     with pytest.raises(ValueError, match="compiled for float64"):
         ICTPCalculator(str(package), dtype="float32")
+
+
+def test_ictp_eval_on_the_package_equals_ictp_eval_on_the_model(compiled_light, tmp_path):
+    """`ictp eval --model m.pt2` reports the metrics and writes the predictions of `--model m.pt`
+    (periodic cells with stress and molecules, in batches): the same numbers to 1e-10."""
+    import json
+
+    from ase.io import read, write
+
+    from ictp_model.cli.main import main
+
+    _, package = compiled_light
+    rng = np.random.default_rng(5)
+    frames = []
+    for k in range(4):
+        atoms = triclinic_cell() if k % 2 else organic_molecule()
+        atoms.rattle(0.02, seed=k)
+        atoms.info["REF_energy"] = float(rng.normal())
+        atoms.arrays["REF_forces"] = rng.normal(size=(len(atoms), 3))
+        if atoms.pbc.any():
+            atoms.info["REF_stress"] = rng.normal(size=6) * 0.01
+        frames.append(atoms)
+    write(tmp_path / "data.xyz", frames, format="extxyz")
+    results = {}
+    for name, model in (("pt", package.parent / "model.pt"), ("pt2", package)):
+        args = ["eval", "--model", str(model), "--data", str(tmp_path / "data.xyz"), "--batch-size", "3"]
+        args += ["--json", str(tmp_path / f"{name}.json"), "--write-predictions", str(tmp_path / f"{name}.xyz")]
+        assert main(args) == 0
+        results[name] = (json.loads((tmp_path / f"{name}.json").read_text()), read(tmp_path / f"{name}.xyz", ":"))
+    (want, want_frames), (got, got_frames) = results["pt"], results["pt2"]
+    assert got.keys() == want.keys()
+    for group in want:
+        assert got[group].keys() == want[group].keys()
+        for metric in want[group]:
+            np.testing.assert_allclose(got[group][metric], want[group][metric], **TIGHT, err_msg=f"{group}:{metric}")
+    for g, w in zip(got_frames, want_frames):
+        np.testing.assert_allclose(g.info["ICTP_energy"], w.info["ICTP_energy"], **TIGHT)
+        np.testing.assert_allclose(g.arrays["ICTP_forces"], w.arrays["ICTP_forces"], **TIGHT)
+        if w.pbc.any():
+            np.testing.assert_allclose(g.info["ICTP_stress"], w.info["ICTP_stress"], **TIGHT)
+    assert main(["eval", "--model", str(package), "--data", str(tmp_path / "data.xyz"), "--memory", "64"]) == 2

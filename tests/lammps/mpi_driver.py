@@ -30,6 +30,9 @@ for command in [
 ]:
     lmp.command(command)
 energy = lmp.get_thermo("pe")
+rank = lmp.extract_setting("world_rank")
+with open(f"{out}.rank{rank}", "w") as handle:  # what this rank held: the tests check the decomposition
+    json.dump({"nlocal": lmp.extract_setting("nlocal"), "nghost": lmp.extract_setting("nghost")}, handle)
 pressure = lmp.get_thermo("press")
 forces = np.ctypeslib.as_array(lmp.gather_atoms("f", 1, 3)).reshape(-1, 3).copy()
 per_atom = np.ctypeslib.as_array(lmp.gather("c_pe", 1, 1)).copy()
@@ -41,7 +44,7 @@ for _ in range(int(steps) // 10):
     lmp.command("run 10 pre no post no")
     totals.append(lmp.get_thermo("etotal"))
 positions = np.ctypeslib.as_array(lmp.gather_atoms("x", 1, 3)).reshape(-1, 3).copy()
-if lmp.extract_setting("world_rank") == 0:
+if rank == 0:
     with open(out, "w") as handle:
         json.dump(
             {

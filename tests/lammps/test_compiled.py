@@ -8,7 +8,7 @@ import pytest
 
 from .helpers import evaluate_in_lammps, write_data
 from .test_errors import run_lmp
-from .test_mpi import run
+from .test_mpi import assert_a_rank_without_atoms_changes_nothing, run
 from .test_pair_ictp import CASES, cubic_cell
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
@@ -40,6 +40,10 @@ def test_compiled_on_two_ranks_over_md_equals_torchscript(plugin, exported_light
     np.testing.assert_allclose(got["per_atom"], want["per_atom"], atol=1e-9)
     np.testing.assert_allclose(got["positions"], want["positions"], atol=1e-8)
     np.testing.assert_allclose(got["etotal"], want["etotal"], atol=1e-8)
+
+
+def test_compiled_on_a_rank_without_atoms(plugin, exported_light, compiled_light, tmp_path):
+    assert_a_rank_without_atoms_changes_nothing(plugin, compiled_light[1], exported_light[1], tmp_path)
 
 
 def test_bad_compiled_files_and_elements_are_refused(plugin, compiled_light, tmp_path):

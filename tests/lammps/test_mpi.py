@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ..model.structures import organic_molecule
 from .helpers import write_data
 from .test_pair_ictp import cubic_cell
 
@@ -55,3 +56,33 @@ def test_one_and_two_ranks_agree_and_nve_conserves_energy(plugin, exported_light
     np.testing.assert_allclose(two["positions"], one["positions"], atol=1e-6)
     drift = np.abs(np.asarray(one["etotal"]) - one["etotal"][0]).max() / len(atoms)
     assert drift < 1e-4, f"total energy drifted by {drift:.2e} eV/atom over 200 steps of 0.5 fs"
+
+
+def lone_molecule_data(path) -> Path:
+    """A molecule in a 60 Å periodic box, centred at x = 15: on two ranks (split along x) the
+    second rank's subdomain, x in [30, 60], holds no atom, and no atom lies within the ghost
+    cutoff of it (at most 2 layers x 3.5 Å + 1 Å skin), so it has no ghosts either."""
+    atoms = organic_molecule()
+    atoms.set_cell([60.0, 20.0, 20.0])
+    atoms.pbc = True
+    atoms.positions += np.array([15.0, 10.0, 10.0]) - atoms.positions.mean(0)
+    write_data(path, atoms, ["H", "C", "N", "O"])
+    return path
+
+
+def assert_a_rank_without_atoms_changes_nothing(plugin, model, reference, tmp_path):
+    """Two ranks, one of them empty (no local atoms, no ghosts), over a short MD run, equal one
+    rank of the reference model."""
+    data = lone_molecule_data(tmp_path / "lone.data")
+    one = run(1, plugin, reference, data, tmp_path / "one.json", steps=20)
+    two = run(2, plugin, model, data, tmp_path / "two.json", steps=20)
+    held = [json.loads(Path(f"{tmp_path / 'two.json'}.rank{r}").read_text()) for r in (0, 1)]
+    assert {"nlocal": 0, "nghost": 0} in held, held
+    assert two["energy"] == pytest.approx(one["energy"], abs=1e-9)
+    np.testing.assert_allclose(two["forces"], one["forces"], atol=1e-9)
+    np.testing.assert_allclose(two["per_atom"], one["per_atom"], atol=1e-9)
+    np.testing.assert_allclose(two["positions"], one["positions"], atol=1e-8)
+
+
+def test_a_rank_without_atoms(plugin, exported_light, tmp_path):
+    assert_a_rank_without_atoms_changes_nothing(plugin, exported_light[1], exported_light[1], tmp_path)

@@ -4,19 +4,23 @@ Same computation as :mod:`.lammps_model` (the plain path: energies, forces, viri
 virials in one call), compiled ahead of time for one device and dtype.  Differences a caller sees:
 
     inputs   positions (N, 3) float64, species (N,) int64, edge_index (2, E) int64, shifts (E, 3)
-             float64, counted (N,) float64: 1 for the atoms whose energies are summed (LAMMPS'
-             local atoms, which come first), 0 for the others.
-    outputs  energy (), node_energy (N,) (the caller keeps the counted ones), forces (N, 3),
-             virial (3, 3), atom_virial (N, 3, 3), all float64, always all five.
+             float64, then the per-layer counts as the *lengths* of 2T - 1 tensors (values
+             unused; :func:`layer_sizes`): T of lengths receivers[0..T-1] (the atoms layer t
+             updates, as in the TorchScript export; receivers[-1] = the local atoms, at least
+             1), then T - 1 of lengths edge_counts[1..T-1] (the edges centred on layer t's
+             receivers: a prefix of the edges, which are sorted by centre).
+    outputs  energy (), node_energy (receivers[-1],), forces (N, 3), virial (3, 3),
+             atom_virial (N, 3, 3), all float64, always all five.
     metadata the TorchScript export's attributes as strings (format_version, cutoff, num_layers,
-             elements as JSON, dtype, config), plus ``interface = "ictp-aoti"``.
+             elements as JSON, dtype, config), plus ``interface = "ictp-aoti"`` and
+             ``package_version`` (:data:`PACKAGE_VERSION`).
 
-Every layer updates every atom: the per-layer receiver counts of the TorchScript export (which
-skip ghosts whose features no counted energy needs) are left out, because AOTInductor
-(torch 2.13) compiled the graph sliced by them to wrong numbers, while the graph of the plain
-path compiles exactly.  The counted energies, and with them forces and virials, are the same:
-an atom's energy depends only on atoms within T·r_c, all of whose edges the pair style sends.
-Atom and edge counts are dynamic dimensions: one package serves every neighbour list.
+Counts as lengths rather than values: a value would be data-dependent, which an ahead-of-time
+graph cannot slice by.  Layer t updates only its receivers, as in the TorchScript export, so
+ghost atoms that no local energy needs are skipped.  The element-dependent matrices take
+species_matmul's ungrouped form (:mod:`ictp_model.nn.linear`), the one AOTInductor (torch 2.13)
+compiles exactly.  Atom, edge and layer counts are dynamic dimensions: one package serves every
+neighbour list.
 
 Not compiled: the memory-bounded evaluation (:mod:`ictp_model.model.bounded`).  Its chunks are a
 loop whose length depends on the data, which an ahead-of-time graph cannot hold; a system beyond
@@ -48,6 +52,7 @@ from ictp_model.model.potential import image_offsets, species_index, stress_from
 from .lammps_model import FORMAT_VERSION, interface_attributes, interface_outputs
 
 INTERFACE = "ictp-aoti"
+PACKAGE_VERSION = 2  # 2: per-layer receivers as size inputs (1: every layer updated every atom)
 OUTPUTS = ("energy", "node_energy", "forces", "virial", "atom_virial")
 
 
@@ -63,23 +68,34 @@ class CompiledInterface(nn.Module):
         self.network = network
 
     def forward(
-        self, positions: Tensor, species: Tensor, edge_index: Tensor, shifts: Tensor, counted: Tensor
+        self, positions: Tensor, species: Tensor, edge_index: Tensor, shifts: Tensor, *layer_sizes: Tensor
     ) -> tuple[Tensor, ...]:
         dtype = self.network.embedding.dtype
+        layers = len(self.network.layers)
+        receivers = [x.shape[0] for x in layer_sizes[:layers]]
+        edge_counts = [edge_index.shape[1]] + [x.shape[0] for x in layer_sizes[layers:]]
         vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts
         vectors = vectors.to(dtype).requires_grad_(True)
-        node_energy = self.network(species, edge_index, vectors)
-        gradients = torch.autograd.grad([(node_energy * counted.to(dtype)).sum()], [vectors])[0]
+        node_energy = self.network(species, edge_index, vectors, receivers, edge_counts)
+        gradients = torch.autograd.grad([node_energy.sum()], [vectors])[0]
         out = interface_outputs(node_energy, gradients, vectors.detach(), edge_index, positions.shape[0], True)
-        out["energy"] = (out["node_energy"] * counted).sum()
         return tuple(out[k] for k in OUTPUTS)
 
 
-def counted_atoms(num_atoms: int, num_counted: int, device: Union[str, torch.device] = "cpu") -> Tensor:
-    """The package's ``counted`` input: 1 for the first num_counted atoms, 0 for the rest."""
-    counted = torch.zeros(num_atoms, dtype=torch.float64, device=device)
-    counted[:num_counted] = 1.0
-    return counted
+def layer_sizes(edge_index: Tensor, receivers: list[int]) -> list[Tensor]:
+    """The package's size inputs for a layered graph: T tensors of lengths receivers[0..T-1], then
+    T-1 of lengths edge_counts[1..T-1] (the edges centred on layer t's receivers; edges sorted by
+    centre).  Their lengths, not their values, carry the counts, so the traced graph has no
+    data-dependent branch."""
+    bounds = torch.tensor(receivers[1:], dtype=edge_index.dtype, device=edge_index.device)
+    edge_counts = torch.searchsorted(edge_index[0].contiguous(), bounds).tolist()
+    return [torch.zeros(n, dtype=torch.float32, device=edge_index.device) for n in list(receivers) + edge_counts]
+
+
+def no_local_atoms(num_atoms: int, device: torch.device) -> list[Tensor]:
+    """The outputs when no atom's energy counts: zero energy, forces and virials."""
+    zeros = torch.zeros(num_atoms, 3, 3, dtype=torch.float64, device=device)
+    return [zeros.sum(), zeros[:0, 0, 0], zeros[:, 0], zeros.sum(0), zeros]
 
 
 def example_inputs(network: ICTPNetwork, num_atoms: int = 23, seed: int = 0) -> tuple:
@@ -88,7 +104,7 @@ def example_inputs(network: ICTPNetwork, num_atoms: int = 23, seed: int = 0) -> 
     dynamic sizes are traced as equal).
 
     Returns (positions, species, edge_index, shifts, receivers); receivers[t] atoms are updated
-    by layer t in the TorchScript export, receivers[-1] are the counted (local) atoms."""
+    by layer t, receivers[-1] are the local atoms whose energies count."""
     gen = torch.Generator().manual_seed(seed)
     cutoff, layers = float(network.config.cutoff), len(network.layers)
     positions = torch.rand(num_atoms, 3, generator=gen, dtype=torch.float64) * (1.6 * cutoff)
@@ -113,9 +129,11 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
     network = copy.deepcopy(network).to(device).eval()  # (the caller's model keeps its gradients)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
+    for module in network.modules():  # the form of species_matmul that AOTInductor compiles exactly
+        if hasattr(module, "grouped_species"):
+            module.grouped_species = False
     positions, species, edge_index, shifts, receivers = example_inputs(network)
-    counted = counted_atoms(positions.shape[0], receivers[-1])
-    args = tuple(x.to(device) for x in (positions, species, edge_index, shifts, counted))
+    args = tuple(x.to(device) for x in (positions, species, edge_index, shifts, *layer_sizes(edge_index, receivers)))
     times: dict = {}
     try:
         program = _export(CompiledInterface(network), args, times)
@@ -153,7 +171,10 @@ def _export(module: nn.Module, args: tuple, times: dict) -> torch.export.Exporte
     times["trace"] = time.perf_counter() - start
     start = time.perf_counter()
     atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)  # a lone atom; an atom without neighbours
-    dynamic = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}, {0: atoms})
+    layers = (len(args) - 3) // 2
+    receivers = tuple({0: Dim(f"receivers_{t}", min=1)} for t in range(layers))  # (callers skip 0 locals)
+    edge_counts = tuple({0: Dim(f"edges_{t}", min=0)} for t in range(1, layers))
+    dynamic = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}) + receivers + edge_counts
     program = export(graph, args, dynamic_shapes=dynamic, strict=False)
     times["export"] = time.perf_counter() - start
     return program
@@ -162,14 +183,18 @@ def _export(module: nn.Module, args: tuple, times: dict) -> torch.export.Exporte
 def metadata(network: ICTPNetwork) -> dict[str, str]:
     """The TorchScript export's attributes as strings (numbers and lists as JSON)."""
     attributes = interface_attributes(network.config)
-    return {"interface": INTERFACE, **{k: v if isinstance(v, str) else json.dumps(v) for k, v in attributes.items()}}
+    return {
+        "interface": INTERFACE,
+        "package_version": str(PACKAGE_VERSION),
+        **{k: v if isinstance(v, str) else json.dumps(v) for k, v in attributes.items()},
+    }
 
 
 class CompiledModel:
     """A loaded ``.pt2``: its metadata and a call with the TorchScript export's arguments.
 
     ``model(positions, species, edge_index, shifts, receivers, compute_virial)`` -> the same dict
-    as :class:`.lammps_model.LAMMPSModel` (only receivers[-1], the counted atoms, is used)."""
+    as :class:`.lammps_model.LAMMPSModel`, for a graph ordered as the pair style orders it."""
 
     def __init__(self, path: Union[str, Path]):
         path = str(path)
@@ -180,6 +205,11 @@ class CompiledModel:
         meta = self.package.get_metadata()
         if meta.get("interface") != INTERFACE:
             raise ValueError(f"{path}: not an ICTP .pt2 (metadata interface={meta.get('interface')!r})")
+        if int(meta.get("package_version", 1)) != PACKAGE_VERSION:
+            raise ValueError(
+                f"{path}: compiled package version {meta.get('package_version', 1)}, this ictp reads "
+                f"{PACKAGE_VERSION}; export it again (ictp export --out X.pt2)"
+            )
         if int(meta["format_version"]) != FORMAT_VERSION:
             raise ValueError(f"{path}: format version {meta['format_version']}, this ictp reads {FORMAT_VERSION}")
         self.metadata = meta
@@ -200,21 +230,12 @@ class CompiledModel:
         receivers: list[int],
         compute_virial: bool = True,
     ) -> dict[str, Tensor]:
-        num_atoms, num_counted = positions.shape[0], receivers[-1]
-        if num_atoms == 0:  # (a package's atom count is at least 1)
-            zeros = torch.zeros(0, dtype=torch.float64, device=positions.device)
-            values = [
-                zeros.sum(),
-                zeros,
-                zeros.reshape(0, 3),
-                torch.zeros(3, 3, dtype=torch.float64, device=positions.device),
-                zeros.reshape(0, 3, 3),
-            ]
+        if receivers[-1] == 0:  # no local atom, nothing counts (a package's counts are at least 1)
+            values = no_local_atoms(positions.shape[0], positions.device)
         else:
-            counted = counted_atoms(num_atoms, num_counted, positions.device)
-            values = self.package(positions.double(), species, edge_index, shifts.double(), counted)
+            sizes = layer_sizes(edge_index, receivers)
+            values = self.package(positions.double(), species, edge_index, shifts.double(), *sizes)
         out = dict(zip(OUTPUTS, values))
-        out["node_energy"] = out["node_energy"][:num_counted]
         if not compute_virial:
             del out["virial"], out["atom_virial"]
         return out
@@ -225,8 +246,8 @@ class CompiledModel:
         species = species_index(self.z_to_index, graph.numbers)
         positions = graph.positions.double()
         shifts = image_offsets(graph.edge_index, graph.shifts.double(), graph.cell.double(), graph.batch)
-        counted = torch.ones(graph.num_nodes, dtype=torch.float64, device=positions.device)
-        values = dict(zip(OUTPUTS, self.package(positions, species, graph.edge_index, shifts, counted)))
+        sizes = layer_sizes(graph.edge_index, [graph.num_nodes] * self.num_layers)  # every atom, every edge
+        values = dict(zip(OUTPUTS, self.package(positions, species, graph.edge_index, shifts, *sizes)))
         node_energy = values["node_energy"]
         energy = torch.zeros(graph.num_graphs, dtype=torch.float64, device=positions.device)
         out = {"node_energy": node_energy, "energy": energy.index_add(0, graph.batch, node_energy)}

@@ -27,6 +27,7 @@
 
 #include <torch/cuda.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -40,6 +41,8 @@ namespace {
 constexpr int FORMAT_VERSION = 2;
 constexpr int OLDEST_FORMAT_VERSION = 1;
 constexpr int MEMORY_ARGUMENT_VERSION = 2;    // forward(..., memory_mb) and its evaluation's attributes
+// the compiled package's inputs (ictp_export/compiled.py): 2 adds the per-layer counts as input lengths
+constexpr int PACKAGE_VERSION = 2;
 
 template <typename T> double capacity_bytes(const std::vector<T> &v)
 {
@@ -246,6 +249,10 @@ void PairICTP::load_compiled(const std::string &path)
   if (meta["interface"] != "ictp-aoti")
     error->all(FLERR, "pair_style ictp: '{}' is not a compiled ictp model (write one with 'ictp export --out X.pt2')",
                path);
+  const int package_version = meta.count("package_version") ? std::stoi(meta["package_version"]) : 1;
+  if (package_version != PACKAGE_VERSION)
+    error->all(FLERR, "pair_style ictp: compiled model '{}' has package version {}, this plugin reads {}; export it "
+               "again (ictp export --out X.pt2)", path, package_version, PACKAGE_VERSION);
   format_version = std::stoi(meta["format_version"]);
   if (format_version != FORMAT_VERSION)
     error->all(FLERR, "pair_style ictp: compiled model '{}' has format version {}, this plugin reads {}", path,
@@ -402,15 +409,20 @@ PairICTP::Results PairICTP::evaluate_model(bool want_virial)
   const double budget = (memory_mb > 0.0 ? memory_mb : default_memory_mb) * 1048576.0;
   model_working_bytes = std::min(budget, bytes_per_edge * static_cast<double>(nedges));
 
-  if (package && nused == 0) {    // a rank without atoms (a package's atom count is at least 1)
-    return Results{torch::zeros({}, float64), torch::zeros({0}, float64), torch::zeros({0, 3}, float64),
-                   torch::zeros({3, 3}, float64), torch::zeros({0, 3, 3}, float64)};
+  if (package && graph.receivers.back() == 0) {    // no local atom (a package's counts are at least 1)
+    return Results{torch::zeros({}, float64), torch::zeros({0}, float64), torch::zeros({nused, 3}, float64),
+                   torch::zeros({3, 3}, float64), torch::zeros({nused, 3, 3}, float64)};
   }
-  if (package) {    // compiled: every atom updated, the local ones (first receivers[-1]) counted
-    torch::Tensor counted = torch::zeros({nused}, float64);
-    counted.slice(0, 0, graph.receivers.back()).fill_(1.0);
-    return run_compiled({positions.to(device), species.to(device), edge_index.to(device), edge_shifts.to(device),
-                         counted.to(device)});
+  if (package) {    // compiled: the per-layer counts are the lengths of its last 2T - 1 inputs
+    std::vector<torch::Tensor> inputs{positions.to(device), species.to(device), edge_index.to(device),
+                                      edge_shifts.to(device)};
+    auto sizes = torch::TensorOptions().dtype(torch::kFloat32).device(device);
+    for (int64_t n : graph.receivers) inputs.push_back(torch::empty({n}, sizes));
+    for (size_t t = 1; t < graph.receivers.size(); t++) {    // edges are sorted by centre
+      auto end = std::lower_bound(graph.centres.begin(), graph.centres.end(), graph.receivers[t]);
+      inputs.push_back(torch::empty({static_cast<int64_t>(end - graph.centres.begin())}, sizes));
+    }
+    return run_compiled(inputs);
   }
   c10::List<int64_t> receiver_list(graph.receivers);
   std::vector<torch::jit::IValue> inputs{positions.to(device), species.to(device), edge_index.to(device),

@@ -116,13 +116,21 @@ class ICTPNetwork(nn.Module):
         return [harmonics, radial]
 
     def forward(
-        self, species: Tensor, edge_index: Tensor, vectors: Tensor, receivers: Optional[list[int]] = None
+        self,
+        species: Tensor,
+        edge_index: Tensor,
+        vectors: Tensor,
+        receivers: Optional[list[int]] = None,
+        edge_counts: Optional[list[int]] = None,
     ) -> Tensor:
         """Per-atom energies.
 
         receivers (optional, used by LAMMPS): layer t updates only the first receivers[t] atoms,
         with the edges centred on them; atoms must be ordered so that each layer's receivers come
         first and edges sorted by centre.  The result then covers the first receivers[-1] atoms.
+        edge_counts (optional, with receivers): edge_counts[t] = the number of edges centred on
+        those atoms, if the caller knows it (the compiled export: sizes, not values, so that the
+        traced graph has no data-dependent branch); else it is searched for in edge_index.
         """
         edge_harmonics, radial = self.edge_features(vectors)
         h: list[Tensor] = [self.embed(species)]
@@ -130,7 +138,9 @@ class ICTPNetwork(nn.Module):
         energy = torch.zeros(num_out, dtype=vectors.dtype, device=vectors.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
             num_receivers, num_edges = species.shape[0], edge_index.shape[1]
-            if receivers is not None:
+            if receivers is not None and edge_counts is not None:
+                num_receivers, num_edges = receivers[t], edge_counts[t]
+            elif receivers is not None:
                 num_receivers = receivers[t]
                 bound = torch.tensor([num_receivers], dtype=edge_index.dtype, device=edge_index.device)
                 num_edges = int(torch.searchsorted(edge_index[0].contiguous(), bound).item())

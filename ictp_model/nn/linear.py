@@ -27,12 +27,24 @@ class BlockLinear(nn.Module):
         return out
 
 
-def species_matmul(x: Tensor, species: Tensor, weights: Tensor) -> Tensor:
-    """y_n = x_nᵀ · W[Z_n]: a different (K -> C_out) matrix per element, one matmul per element
-    over that element's nodes (no (N, S, K) one-hot expansion, so memory stays O(N·K)).
+def species_matmul(x: Tensor, species: Tensor, weights: Tensor, grouped: bool = True) -> Tensor:
+    """y_n = x_nᵀ · W[Z_n]: a different (K -> C_out) matrix per element.
+
+    grouped (the default): one matmul per element over that element's nodes, the fewest FLOPs and
+    no (N, S, K) one-hot expansion, so memory stays O(N·K).  Otherwise every element's matrix is
+    applied to every node in one matmul and each node keeps its own: S times the FLOPs and an
+    (N, d, S, C_out) temporary, but no data-dependent sizes.  The compiled export (.pt2) takes
+    that form: AOTInductor (torch 2.13) compiled the grouped form's nonzero / index_copy chain to
+    wrong numbers (0.1-1 eV per atom) in graphs with per-layer receiver counts.
 
     Shapes: x (N, K, d), species (N,) in [0, S), weights (S, K, C_out) -> (N, C_out, d).
     """
+    if not grouped:
+        n, k, d = x.shape
+        s, c = weights.shape[0], weights.shape[2]
+        every = torch.matmul(x.transpose(1, 2), weights.permute(1, 0, 2).reshape(k, s * c)).reshape(n, d, s, c)
+        own = species.reshape(n, 1, 1, 1).expand(n, d, 1, c)
+        return every.gather(2, own).squeeze(2).transpose(1, 2)
     out = torch.zeros(x.shape[0], weights.shape[2], x.shape[2], dtype=x.dtype, device=x.device)
     for s in range(weights.shape[0]):
         index = torch.nonzero(species == s).squeeze(1)  # may be empty (no branch: exportable)
@@ -54,10 +66,12 @@ class SpeciesLinear(nn.Module):
     """
 
     source: list[int]
+    grouped_species: bool  # species_matmul's form (False in the compiled export)
 
     def __init__(self, source: list[int], num_species: int, in_channels: int, out_channels: int):
         super().__init__()
         self.source = source
+        self.grouped_species = True
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.randn(num_species, in_channels, out_channels)) for _ in source]
         )
@@ -66,5 +80,5 @@ class SpeciesLinear(nn.Module):
     def forward(self, x: list[Tensor], species: Tensor) -> list[Tensor]:
         out: list[Tensor] = []
         for i, w in enumerate(self.weights):
-            out.append(species_matmul(x[self.source[i]], species, w * self.norm))
+            out.append(species_matmul(x[self.source[i]], species, w * self.norm, self.grouped_species))
         return out

@@ -174,6 +174,7 @@ class ManyBodyFeatures(nn.Module):
     final_order: int
     final_slots: list[int]
     final_block: list[int]
+    grouped_species: bool  # species_matmul's form (False in the compiled export)
 
     def __init__(
         self,
@@ -191,6 +192,7 @@ class ManyBodyFeatures(nn.Module):
         l_max = max(l for l, _ in a_blocks)
         out_max_rank = max(l for l, _ in allowed_out)
         self.coupled = coupled
+        self.grouped_species = True
         self.channels = channels
         self.coupled_norm = 1.0 / math.sqrt(channels)
         products: list[nn.Module] = []
@@ -253,7 +255,10 @@ class ManyBodyFeatures(nn.Module):
                 x = orders[self.order_of_weight[i]][self.source_of_weight[i]]  # (N, C, S, d)
                 if self.coupled:
                     y = species_matmul(
-                        x.reshape(n, x.shape[1] * x.shape[2], x.shape[3]), species, w * self.coupled_norm
+                        x.reshape(n, x.shape[1] * x.shape[2], x.shape[3]),
+                        species,
+                        w * self.coupled_norm,
+                        self.grouped_species,
                     )
                 else:
                     w_node = w.index_select(0, species).reshape(n * self.channels, 1, w.shape[2])  # (NC, 1, S)

@@ -62,3 +62,29 @@ def test_layer_outputs_at_initialisation_have_the_scale_of_their_normalisation(v
         for block, x in zip(blocks, h):
             mean_square = float(x.detach().pow(2).mean())
             assert 1e-5 < mean_square < 1.0, f"layer {t} block {block}: mean square {mean_square:.3g}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_ungrouped_species_matrices_give_the_same_model(variant):
+    """species_matmul's ungrouped form (every element's matrix on every node, then each node's
+    own; what the compiled export runs) equals the grouped one: residuals, and the channel-coupled
+    product weights of sym+lt, to round-off, in every layer."""
+    from ictp_model.nn.linear import species_matmul
+
+    gen = torch.Generator().manual_seed(0)
+    x, weights = torch.randn(9, 5, 3, generator=gen, dtype=torch.float64), torch.randn(4, 5, 6, dtype=torch.float64)
+    species = torch.tensor([2, 0, 3, 3, 1, 0, 2, 2, 3])  # every element, in no order
+    torch.testing.assert_close(species_matmul(x, species, weights, False), species_matmul(x, species, weights))
+    model = small_model(variant=variant, odd=True)
+    ungrouped = [m for m in model.modules() if hasattr(m, "grouped_species")]
+    assert len(ungrouped) >= 2 * len(model.layers)  # every residual and every product basis
+    for atoms in (organic_molecule(), triclinic_cell()):
+        want = layer_outputs(model, atoms)
+        for m in ungrouped:
+            m.grouped_species = False
+        got = layer_outputs(model, atoms)
+        for m in ungrouped:
+            m.grouped_species = True
+        for (_, h_got), (_, h_want) in zip(got, want):
+            for a, b in zip(h_got, h_want):
+                torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)

@@ -82,6 +82,23 @@ def test_a_file_that_is_no_package_is_refused(tmp_path):
         CompiledModel(path)
 
 
+def test_a_package_of_an_older_input_layout_is_refused(package, monkeypatch):
+    """A version-1 package (every layer updated every atom, a `counted` input) has no
+    package_version; it is refused with what to do, not called with the wrong inputs."""
+    real = torch._inductor.aoti_load_package
+
+    class Older:
+        def __init__(self, path):
+            self.loaded = real(path)
+
+        def get_metadata(self):
+            return {k: v for k, v in self.loaded.get_metadata().items() if k != "package_version"}
+
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", Older)
+    with pytest.raises(ValueError, match=r"package version 1, this ictp reads 2; export it again"):
+        CompiledModel(package)
+
+
 def test_a_failed_compile_says_why_and_names_the_pt_export(tmp_path, monkeypatch):
     def fail(*args, **kwargs):
         raise OSError("g++: command not found")

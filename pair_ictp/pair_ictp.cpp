@@ -454,8 +454,7 @@ PairICTP::Results PairICTP::run_compiled(const std::vector<torch::Tensor> &input
     error->one(FLERR, "pair_style ictp: compiled model evaluation failed: {}", what.substr(0, what.find('\n')));
   }
   if (out.size() != 5) error->one(FLERR, "pair_style ictp: the compiled model returned {} outputs, not 5", out.size());
-  const long nlocal_counted = graph.receivers.back();
-  return Results{out[0], out[1].slice(0, 0, nlocal_counted), out[2], out[3], out[4]};
+  return Results{out[0], out[1], out[2], out[3], out[4]};    // node_energy: the local atoms only
 }
 
 void PairICTP::add_results(const Results &out)

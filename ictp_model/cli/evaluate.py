@@ -14,7 +14,7 @@ from ictp_model.device import check_device
 from ictp_model.files import atomic_text, atomic_write
 from ictp_model.model.io import load_model
 from ictp_model.training.config import LossConfig
-from ictp_model.training.loop import evaluate
+from ictp_model.training.loop import evaluate, is_compiled
 from ictp_model.training.metrics import format_table
 
 
@@ -41,8 +41,7 @@ def run_eval(args: argparse.Namespace) -> int:
     for samples in files.values():
         check_elements(samples, config.elements)
     loss = LossConfig()  # the loss column uses the training defaults; the errors do not depend on it
-    compiled = not isinstance(model, torch.nn.Module)
-    dtype = torch.float64 if compiled else config.torch_dtype  # a .pt2 takes float64 positions
+    dtype = torch.float64 if is_compiled(model) else config.torch_dtype  # a .pt2 takes float64 positions
     results, written = {}, []
     for path, samples in files.items():
         has_stress = any(s.stress is not None for s in samples)

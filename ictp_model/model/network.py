@@ -138,12 +138,13 @@ class ICTPNetwork(nn.Module):
         energy = torch.zeros(num_out, dtype=vectors.dtype, device=vectors.device)
         for t, (layer, readout) in enumerate(zip(self.layers, self.readouts)):
             num_receivers, num_edges = species.shape[0], edge_index.shape[1]
-            if receivers is not None and edge_counts is not None:
-                num_receivers, num_edges = receivers[t], edge_counts[t]
-            elif receivers is not None:
+            if receivers is not None:
                 num_receivers = receivers[t]
-                bound = torch.tensor([num_receivers], dtype=edge_index.dtype, device=edge_index.device)
-                num_edges = int(torch.searchsorted(edge_index[0].contiguous(), bound).item())
+                if edge_counts is not None:
+                    num_edges = edge_counts[t]
+                else:
+                    bound = torch.tensor([num_receivers], dtype=edge_index.dtype, device=edge_index.device)
+                    num_edges = int(torch.searchsorted(edge_index[0].contiguous(), bound).item())
             h = layer(
                 h,
                 species,

@@ -82,18 +82,18 @@ def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def _device_batch(dataset: GraphDataset, indices: list[int], model: torch.nn.Module) -> AtomicGraph:
-    if _is_compiled(model):  # a .pt2 takes float64 inputs on the device it was compiled for
+    if is_compiled(model):  # a .pt2 takes float64 inputs on the device it was compiled for
         return collate([dataset[i] for i in indices]).to(model.device, torch.float64)
     return collate([dataset[i] for i in indices]).to(model.embedding.device, model.embedding.dtype)
 
 
-def _is_compiled(model) -> bool:
+def is_compiled(model) -> bool:
     """A compiled export (ictp_export.compiled.CompiledModel) rather than a network."""
     return not isinstance(model, torch.nn.Module) and hasattr(model, "properties")
 
 
 def _predict(model, batch: AtomicGraph, stress: bool, memory_mb: Optional[float]) -> dict:
-    if _is_compiled(model):  # forces and stress come out of the package (derived there by the same code)
+    if is_compiled(model):  # forces and stress come out of the package (derived there by the same code)
         return model.properties(batch, stress)
     return compute_properties(model, batch, forces=True, stress=stress, memory_mb=memory_mb)
 

@@ -5,9 +5,13 @@ Every configuration runs in a fresh process (so its peak RSS is its own), with 2
 calls and the median of --repeats timed calls of energy + forces.  Neighbour lists and batches are
 built outside the timed region.
 
+--compiled adds the compiled export (``ictp export --out X.pt2``, AOTInductor) of each variant: it
+is compiled in a process of its own first (the compile time is printed), then timed like the others
+(one call: energies, forces and virials of the whole batch as one graph).
+
 Usage:
     python benchmarks/speed.py [--channels 64] [--dtype float64] [--molecule ../shared/data/3bpa/train_300K.xyz]
-                               [--systems molecule27,bcc54,bcc128] [--batches 1,16] [--no-mace] [--quick]
+                               [--systems molecule27,bcc54,bcc128] [--batches 1,16] [--no-mace] [--compiled]
 """
 
 import argparse
@@ -15,8 +19,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 
 VARIANTS = ["full", "sym", "sym+lt"]
+CUTOFF = 5.0
 
 
 def run_worker(spec: dict) -> dict:
@@ -27,7 +34,7 @@ def run_worker(spec: dict) -> dict:
     atoms = system(spec["system"], spec.get("molecule"))
     structures = copies(atoms, spec["batch"])
     dtype = getattr(torch, spec["dtype"])
-    cutoff = 5.0
+    cutoff = CUTOFF
     baseline = current_rss_mb()
     if spec["model"] == "mace":
         model = build_mace(spec["channels"], 2, spec["dtype"], cutoff, avg_num_neighbors=15.0)
@@ -49,31 +56,18 @@ def run_worker(spec: dict) -> dict:
 
             return step
     else:
-        from ictp_model import build_model
         from ictp_model.data.graph import collate, graph_from_atoms
         from ictp_model.model import compute_properties
 
-        torch.manual_seed(0)
-        model = build_model(
-            {
-                "elements": ["H", "C", "N", "O"],
-                "cutoff": cutoff,
-                "channels": spec["channels"],
-                "max_rank": 2,
-                "edge_rank": 3,
-                "correlation": 3,
-                "layers": 2,
-                "variant": spec["model"],
-                "storage": spec["storage"],
-                "dtype": spec["dtype"],
-                "avg_num_neighbors": 15.0,
-            }
-        )
+        model = ictp_network(spec)
         graph = collate([graph_from_atoms(a, cutoff, dtype=dtype) for a in structures])
         num_edges = graph.num_edges
 
         def energy_forces():
             return compute_properties(model, graph, forces=True)
+
+        if spec.get("package"):
+            energy_forces = compiled_call(spec["package"], model, graph)
 
         def train_step_fn():
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -98,6 +92,53 @@ def run_worker(spec: dict) -> dict:
         "num_edges": num_edges,
         "num_atoms": sum(len(a) for a in structures),
     }
+
+
+def ictp_network(spec: dict):
+    import torch
+
+    from ictp_model import build_model
+
+    torch.manual_seed(0)
+    return build_model(
+        {
+            "elements": ["H", "C", "N", "O"],
+            "cutoff": CUTOFF,
+            "channels": spec["channels"],
+            "max_rank": 2,
+            "edge_rank": 3,
+            "correlation": 3,
+            "layers": 2,
+            "variant": spec["model"],
+            "storage": spec["storage"],
+            "dtype": spec["dtype"],
+            "avg_num_neighbors": 15.0,
+        }
+    )
+
+
+def compile_worker(spec: dict) -> dict:
+    """Compile the spec's network into spec["package"]; returns the seconds it took."""
+    import torch
+
+    from ictp_export.compiled import compile_network
+
+    torch.set_num_threads(spec["threads"])
+    start = time.perf_counter()
+    compile_network(ictp_network(spec), spec["package"])
+    return {**spec, "compile_s": time.perf_counter() - start}
+
+
+def compiled_call(package: str, model, graph):
+    """Energy + forces (and virials) of the whole batch as one graph through the .pt2."""
+    from ictp_export.compiled import CompiledModel
+    from ictp_model.model.potential import image_offsets
+
+    compiled = CompiledModel(package)
+    shifts = image_offsets(graph.edge_index, graph.shifts, graph.cell, graph.batch).double()
+    n = graph.num_nodes
+    inputs = (graph.positions.double(), model.z_to_index[graph.numbers], graph.edge_index, shifts, [n, n], False)
+    return lambda: compiled(*inputs)
 
 
 def launch(spec: dict) -> dict:
@@ -131,11 +172,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-mace", action="store_true")
     parser.add_argument("--no-train", action="store_true")
+    parser.add_argument("--compiled", action="store_true", help="also the compiled export (.pt2) of each variant")
     parser.add_argument("--json", help="also write all rows to this file")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_worker(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        print(json.dumps(compile_worker(spec) if spec["mode"] == "compile" else run_worker(spec)))
         return
+    packages = tempfile.TemporaryDirectory()
 
     base = dict(channels=args.channels, dtype=args.dtype, threads=args.threads, repeats=args.repeats)
     if args.molecule:
@@ -148,6 +192,19 @@ def main() -> None:
             for variant in args.variants.split(","):
                 for storage in args.storages.split(","):
                     specs.append(dict(base, system=system, batch=batch, model=variant, storage=storage, mode="infer"))
+                if args.compiled:
+                    package = os.path.join(packages.name, f"{variant}.pt2")  # one package serves every system
+                    specs.append(
+                        dict(
+                            base,
+                            system=system,
+                            batch=batch,
+                            model=variant,
+                            storage="compact",
+                            mode="infer",
+                            package=package,
+                        )
+                    )
     if not args.no_train:
         train = dict(base, system="molecule27", batch=5, mode="train", repeats=max(3, args.repeats // 2))
         if not args.no_mace:
@@ -162,8 +219,15 @@ def main() -> None:
     header = f"{'system':10} {'mode':5} {'batch':>5} {'model':7} {'storage':7} {'edges':>7} {'ms/struct':>10}"
     header += f" {'peak RSS MB':>11} {'x MACE':>7}"
     print(header)
-    rows, reference = [], {}
+    rows, reference, compiled = [], {}, {}
     for spec in specs:
+        if spec.get("package") and spec["package"] not in compiled:
+            made = launch(dict(spec, mode="compile"))
+            compiled[spec["package"]] = made
+            note = f"ERROR {made['error']}" if "error" in made else f"{made['compile_s']:.0f} s"
+            print(f"# compiled {spec['model']} ({args.dtype}): {note}", flush=True)
+        if spec.get("package") and "error" in compiled[spec["package"]]:
+            continue
         row = launch(spec)
         rows.append(row)
         key = (row["system"], row["batch"], row["mode"])
@@ -175,7 +239,8 @@ def main() -> None:
             )
             continue
         ratio = f"{row['ms_per_structure'] / reference[key]:7.2f}" if key in reference else f"{'-':>7}"
-        line = f"{row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7} {row['storage']:7} {row['num_edges']:7d}"
+        name = row["model"] + (".pt2" if row.get("package") else "")
+        line = f"{row['system']:10} {row['mode']:5} {row['batch']:5d} {name:7} {row['storage']:7} {row['num_edges']:7d}"
         line += f" {row['ms_per_structure']:10.1f} {row['peak_rss_mb']:11.0f} {ratio}"
         print(line, flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")

@@ -7,7 +7,7 @@ built outside the timed region.
 
 --compiled adds the compiled export (``ictp export --out X.pt2``, AOTInductor) of each variant: it
 is compiled in a process of its own first (the compile time is printed), then timed like the others
-(one call: energies, forces and virials of the whole batch as one graph).
+(``CompiledModel.properties``: energies and forces of the whole batch as one graph).
 
 Usage:
     python benchmarks/speed.py [--channels 64] [--dtype float64] [--molecule ../shared/data/3bpa/train_300K.xyz]
@@ -34,11 +34,10 @@ def run_worker(spec: dict) -> dict:
     atoms = system(spec["system"], spec.get("molecule"))
     structures = copies(atoms, spec["batch"])
     dtype = getattr(torch, spec["dtype"])
-    cutoff = CUTOFF
     baseline = current_rss_mb()
     if spec["model"] == "mace":
-        model = build_mace(spec["channels"], 2, spec["dtype"], cutoff, avg_num_neighbors=15.0)
-        batch = mace_batch(structures, cutoff, spec["dtype"])
+        model = build_mace(spec["channels"], 2, spec["dtype"], CUTOFF, avg_num_neighbors=15.0)
+        batch = mace_batch(structures, CUTOFF, spec["dtype"])
         num_edges = int(batch["edge_index"].shape[1])
 
         def energy_forces():
@@ -60,14 +59,20 @@ def run_worker(spec: dict) -> dict:
         from ictp_model.model import compute_properties
 
         model = ictp_network(spec)
-        graph = collate([graph_from_atoms(a, cutoff, dtype=dtype) for a in structures])
+        graph = collate([graph_from_atoms(a, CUTOFF, dtype=dtype) for a in structures])
         num_edges = graph.num_edges
 
-        def energy_forces():
-            return compute_properties(model, graph, forces=True)
+        if spec.get("package"):  # the .pt2 through the path ICTPCalculator and `ictp eval` take
+            from ictp_export.compiled import CompiledModel
 
-        if spec.get("package"):
-            energy_forces = compiled_call(spec["package"], model, graph)
+            compiled = CompiledModel(spec["package"])
+
+            def energy_forces():
+                return compiled.properties(graph)
+        else:
+
+            def energy_forces():
+                return compute_properties(model, graph, forces=True)
 
         def train_step_fn():
             optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -127,18 +132,6 @@ def compile_worker(spec: dict) -> dict:
     start = time.perf_counter()
     compile_network(ictp_network(spec), spec["package"])
     return {**spec, "compile_s": time.perf_counter() - start}
-
-
-def compiled_call(package: str, model, graph):
-    """Energy + forces (and virials) of the whole batch as one graph through the .pt2."""
-    from ictp_export.compiled import CompiledModel
-    from ictp_model.model.potential import image_offsets
-
-    compiled = CompiledModel(package)
-    shifts = image_offsets(graph.edge_index, graph.shifts, graph.cell, graph.batch).double()
-    n = graph.num_nodes
-    inputs = (graph.positions.double(), model.z_to_index[graph.numbers], graph.edge_index, shifts, [n, n], False)
-    return lambda: compiled(*inputs)
 
 
 def launch(spec: dict) -> dict:

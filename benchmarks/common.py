@@ -35,10 +35,12 @@ def bcc_cell(repeat, a: float = 3.2, seed: int = 0) -> Atoms:
     return atoms
 
 
+SYSTEMS = {"molecule27": None, "bcc54": 3, "bcc128": 4, "bcc432": 6, "bcc1024": 8}
+
+
 def system(name: str, molecule_path: str | None = None) -> Atoms:
-    return {"molecule27": lambda: molecule(molecule_path), "bcc54": lambda: bcc_cell(3), "bcc128": lambda: bcc_cell(4)}[
-        name
-    ]()
+    """One of SYSTEMS: the 27-atom molecule or a bcc cell of 2·r³ atoms."""
+    return molecule(molecule_path) if name == "molecule27" else bcc_cell(SYSTEMS[name])
 
 
 def copies(atoms: Atoms, n: int, seed: int = 1) -> list[Atoms]:

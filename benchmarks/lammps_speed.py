@@ -15,7 +15,8 @@ ASE path on the same systems, with peak memory per rank.
 The model is an untrained ICTP model (speed does not depend on the weights) of the given size;
 periodic cells are rattled bcc lattices (a = 3.2 Å, r_c = 5 Å: ~26 neighbours per atom) with
 random H/C/N/O species.  LAMMPS runs NVE at 300 K with dt = 0.5 fs: a short warm-up run, then a
-timed run whose "Performance" line is reported.  The ASE path is ICTPCalculator + VelocityVerlet
+timed run whose "Performance" line is reported.  Engines marked "sys" ran with `allocator system`
+(glibc as it is) instead of the pair style's default `allocator keep`.  The ASE path is ICTPCalculator + VelocityVerlet
 (neighbour list rebuilt every step).  Peak RSS is the largest resident set of any one process
 (one rank).
 """
@@ -49,7 +50,9 @@ def build_system(name: str, molecule_path):
     return bcc_cell(REPEATS[name])
 
 
-def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: int, memory_mb: float) -> str:
+def lammps_input(
+    data: Path, plugin: str, model: Path, periodic: bool, steps: int, memory_mb: float, allocator: str = "keep"
+) -> str:
     # TorchScript specialises during the first three calls: keep them out of the timing, except for
     # the largest cells, where one timed step after the setup's evaluation is all there is time for
     warmup = ["run 5"] if steps > 1 else []
@@ -61,7 +64,7 @@ def lammps_input(data: Path, plugin: str, model: Path, periodic: bool, steps: in
             f"boundary {'p p p' if periodic else 's s s'}",
             f"read_data {data}",
             f"plugin load {plugin}",
-            f"pair_style ictp memory {memory_mb:g}" if memory_mb > 0 else "pair_style ictp",
+            "pair_style ictp" + (f" memory {memory_mb:g}" if memory_mb > 0 else "") + f" allocator {allocator}",
             f"pair_coeff * * {model} {' '.join(ELEMENTS)}",
             "neighbor 1.0 bin",
             "timestep 0.0005",
@@ -154,6 +157,9 @@ def main() -> None:
         "--compiled", action="store_true", help="also the compiled export (.pt2): its compile time and MD speed"
     )
     parser.add_argument("--threads", type=int, default=0, help="threads per rank (default: 2 / ranks)")
+    parser.add_argument(
+        "--allocators", default="keep", help="pair_style ictp allocator: keep (its default), system, or keep,system"
+    )
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: per system, see STEPS)")
     parser.add_argument(
         "--no-preload", action="store_true", help="run lmp without LD_PRELOAD of libtorch (see README: float64)"
@@ -203,19 +209,24 @@ def main() -> None:
             rows = []
             steps = args.steps or STEPS[name]
             modes = [("", args.memory)] + ([(" plain", UNBOUNDED_MB)] if len(atoms) <= args.plain_up_to else [])
-            for label, memory_mb in modes:
+            allocators = args.allocators.split(",")
+            for allocator, (label, memory_mb) in [(a, m) for a in allocators for m in modes]:
+                label += " sys" if allocator == "system" else ""
                 for ranks in [int(r) for r in args.ranks.split(",")]:
                     script = work / f"in.{name}"
-                    script.write_text(lammps_input(data, plugin, exported, atoms.pbc.any(), steps, memory_mb))
+                    script.write_text(
+                        lammps_input(data, plugin, exported, atoms.pbc.any(), steps, memory_mb, allocator)
+                    )
                     result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
                     rows.append((f"lammps x{ranks}{label}", result))
                     if "error" not in result:
                         peaks.setdefault((dtype, f"x{ranks}{label}"), []).append((len(atoms), result["peak_rss_mb"]))
-            for ranks in [int(r) for r in args.ranks.split(",")] if compiled else []:
-                script = work / f"in.{name}.pt2"
-                script.write_text(lammps_input(data, plugin, compiled, atoms.pbc.any(), steps, 0.0))
-                result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
-                rows.append((f"lammps x{ranks} pt2", result))
+            for allocator in allocators if compiled else []:
+                for ranks in [int(r) for r in args.ranks.split(",")]:
+                    script = work / f"in.{name}.pt2"
+                    script.write_text(lammps_input(data, plugin, compiled, atoms.pbc.any(), steps, 0.0, allocator))
+                    result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
+                    rows.append((f"lammps x{ranks} pt2" + (" sys" if allocator == "system" else ""), result))
             if not args.no_ase:
                 rows.append(("ase", run_ase(atoms, model_path, max(2, steps // 4), threads=2)))
                 if compiled:

@@ -9,9 +9,13 @@ built outside the timed region.
 is compiled in a process of its own first (the compile time is printed), then timed like the others
 (``CompiledModel.properties``: energies and forces of the whole batch as one graph).
 
+--allocators system,keep times every configuration under both allocator settings: glibc as it is,
+and glibc told to keep freed memory (ictp_model.device.keep_freed_memory, pair_style ictp's default).
+
 Usage:
     python benchmarks/speed.py [--channels 64] [--dtype float64] [--molecule ../shared/data/3bpa/train_300K.xyz]
                                [--systems molecule27,bcc54,bcc128] [--batches 1,16] [--no-mace] [--compiled]
+                               [--allocators system,keep]
 """
 
 import argparse
@@ -31,6 +35,11 @@ def run_worker(spec: dict) -> dict:
     from common import build_mace, copies, current_rss_mb, mace_batch, median_time, peak_rss_mb, system
 
     torch.set_num_threads(spec["threads"])
+    if spec["allocator"] == "keep":
+        from ictp_model.device import keep_freed_memory
+
+        if not keep_freed_memory():
+            raise SystemExit("allocator keep needs glibc")
     atoms = system(spec["system"], spec.get("molecule"))
     structures = copies(atoms, spec["batch"])
     dtype = getattr(torch, spec["dtype"])
@@ -151,6 +160,29 @@ def launch(spec: dict) -> dict:
     return json.loads(lines[-1])
 
 
+def configurations(base: dict, args, packages: str) -> list[dict]:
+    """Every timed configuration of one allocator setting, MACE first in each group."""
+    specs = []
+    for system in args.systems.split(","):
+        for batch in [int(b) for b in args.batches.split(",")]:
+            group = dict(base, system=system, batch=batch, mode="infer")
+            if not args.no_mace:
+                specs.append(dict(group, model="mace", storage="-"))
+            for variant in args.variants.split(","):
+                for storage in args.storages.split(","):
+                    specs.append(dict(group, model=variant, storage=storage))
+                if args.compiled:  # one package serves every system
+                    package = os.path.join(packages, f"{variant}.pt2")
+                    specs.append(dict(group, model=variant, storage="compact", package=package))
+    if not args.no_train:
+        train = dict(base, system="molecule27", batch=5, mode="train", repeats=max(3, args.repeats // 2))
+        if not args.no_mace:
+            specs.append(dict(train, model="mace", storage="-"))
+        for variant in args.variants.split(","):
+            specs.append(dict(train, model=variant, storage="compact"))
+    return specs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -166,6 +198,7 @@ def main() -> None:
     parser.add_argument("--no-mace", action="store_true")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--compiled", action="store_true", help="also the compiled export (.pt2) of each variant")
+    parser.add_argument("--allocators", default="system", help="system, keep or both (system,keep)")
     parser.add_argument("--json", help="also write all rows to this file")
     args = parser.parse_args()
     if args.worker:
@@ -178,38 +211,16 @@ def main() -> None:
     if args.molecule:
         base["molecule"] = os.path.abspath(args.molecule)
     specs = []
-    for system in args.systems.split(","):
-        for batch in [int(b) for b in args.batches.split(",")]:
-            if not args.no_mace:
-                specs.append(dict(base, system=system, batch=batch, model="mace", storage="-", mode="infer"))
-            for variant in args.variants.split(","):
-                for storage in args.storages.split(","):
-                    specs.append(dict(base, system=system, batch=batch, model=variant, storage=storage, mode="infer"))
-                if args.compiled:
-                    package = os.path.join(packages.name, f"{variant}.pt2")  # one package serves every system
-                    specs.append(
-                        dict(
-                            base,
-                            system=system,
-                            batch=batch,
-                            model=variant,
-                            storage="compact",
-                            mode="infer",
-                            package=package,
-                        )
-                    )
-    if not args.no_train:
-        train = dict(base, system="molecule27", batch=5, mode="train", repeats=max(3, args.repeats // 2))
-        if not args.no_mace:
-            specs.append(dict(train, model="mace", storage="-"))
-        for variant in args.variants.split(","):
-            specs.append(dict(train, model=variant, storage="compact"))
+    for allocator in args.allocators.split(","):
+        specs += configurations(dict(base, allocator=allocator), args, packages.name)
 
     print(
         f"# {args.channels} channels, {args.dtype}, {args.threads} threads, L = 2, l_max = 3, nu = 3, 2 layers, r_c = 5 A"
     )
     print(f"# median of {args.repeats} after 3 warm-up calls; load average at start {os.getloadavg()[0]:.2f}")
-    header = f"{'system':10} {'mode':5} {'batch':>5} {'model':7} {'storage':7} {'edges':>7} {'ms/struct':>10}"
+    header = (
+        f"{'alloc':6} {'system':10} {'mode':5} {'batch':>5} {'model':7} {'storage':7} {'edges':>7} {'ms/struct':>10}"
+    )
     header += f" {'peak RSS MB':>11} {'x MACE':>7}"
     print(header)
     rows, reference, compiled = [], {}, {}
@@ -223,17 +234,17 @@ def main() -> None:
             continue
         row = launch(spec)
         rows.append(row)
-        key = (row["system"], row["batch"], row["mode"])
+        key = (row["allocator"], row["system"], row["batch"], row["mode"])
         if row["model"] == "mace" and "error" not in row:
             reference[key] = row["ms_per_structure"]
         if "error" in row:
             print(
-                f"{row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7} {row['storage']:7} ERROR {row['error']}"
+                f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7} {row['storage']:7} ERROR {row['error']}"
             )
             continue
         ratio = f"{row['ms_per_structure'] / reference[key]:7.2f}" if key in reference else f"{'-':>7}"
         name = row["model"] + (".pt2" if row.get("package") else "")
-        line = f"{row['system']:10} {row['mode']:5} {row['batch']:5d} {name:7} {row['storage']:7} {row['num_edges']:7d}"
+        line = f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {name:7} {row['storage']:7} {row['num_edges']:7d}"
         line += f" {row['ms_per_structure']:10.1f} {row['peak_rss_mb']:11.0f} {ratio}"
         print(line, flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")

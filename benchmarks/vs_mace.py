@@ -92,6 +92,10 @@ def isolated_energies(args) -> dict:
     return {int(a.numbers[0]): float(a.get_potential_energy()) for a in read(args.data / name, index=":")}
 
 
+#: glibc keeps freed memory (what `ictp train` does by itself on CPU): the same for both codes
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(200 << 30), "MALLOC_TOP_PAD_": str(1 << 30)}
+
+
 def thread_env(threads: int) -> dict:
     return {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
@@ -125,7 +129,7 @@ def train_ictp(paths: dict, e0s: dict, args, seed: int, work: Path) -> dict:
     (work / "ictp.yaml").write_text(yaml.safe_dump(config))
     shutil.rmtree(out, ignore_errors=True)  # this benchmark's own folder from an earlier invocation
     run(
-        [sys.executable, "-m", "ictp_model.cli.main", "train", str(work / "ictp.yaml")],
+        [sys.executable, "-m", "ictp_model.cli.main", "train", str(work / "ictp.yaml"), "--allocator", args.allocator],
         work,
         work / "ictp.log",
         args.threads,
@@ -363,11 +367,19 @@ def main() -> None:
     parser.add_argument("--variant", default="sym", choices=["full", "sym", "sym+lt"])
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--side-by-side", action="store_true", help="train both codes at the same time")
+    parser.add_argument(
+        "--allocator",
+        choices=["keep", "system"],
+        default="keep",
+        help="keep: both codes run with glibc keeping freed memory (ictp train's default on CPU); system: neither",
+    )
     parser.add_argument("--ictp-option", action="append", default=[], help="extra ICTP config key=value (ablations)")
     parser.add_argument("--work-dir", type=Path, default=None)
     args = parser.parse_args()
     if args.minutes is None and args.epochs is None:
         raise SystemExit("give --minutes, --epochs or both")
+    if args.allocator == "keep":  # read by glibc in each process these start
+        os.environ.update(KEEP_FREED_MEMORY)
     args.train_size = args.train_size or {"rmd17": 50, "acac": 450, "3bpa": 200}[args.dataset]
     if "mace" in args.codes:
         try:

@@ -1,5 +1,7 @@
 """The torch device a command runs on, checked before any data is read."""
 
+import platform
+
 import torch
 
 
@@ -25,3 +27,25 @@ def check_device(device: str) -> str:
     if parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} GPU(s) are visible")
     return device
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc to keep freed memory for reuse instead of returning it to the kernel.
+
+    glibc maps each block above its mmap threshold fresh and unmaps it on free, so a model's large
+    intermediates are faulted in and zeroed again at every evaluation; on large cells that is
+    most of the time (README, "Large-scale MD").  The same as pair_style ictp's ``allocator keep``
+    and as ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1 MALLOC_TOP_PAD_=1G``.  Process-wide;
+    returns False (and changes nothing) without glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4  # malloc.h
+    return all(
+        libc.mallopt(option, value) == 1
+        for option, value in ((m_mmap_max, 0), (m_trim_threshold, -1), (m_top_pad, 1 << 30))
+    )

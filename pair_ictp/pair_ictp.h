@@ -55,6 +55,7 @@ class PairICTP : public Pair {
   bool model_loaded = false;
   torch::Device device = torch::kCPU;
   bool want_cuda = false;
+  bool keep_memory = true;    // allocator keep: glibc keeps freed memory (CPU only)
   double cutoff = 0.0;
   int num_layers = 0;
   std::vector<std::string> model_elements;

@@ -45,6 +45,14 @@ def test_a_valid_input_runs(plugin, exported_light, tmp_path):
     code, out = run_lmp(tmp_path, plugin, ["pair_style ictp", f"pair_coeff * * {model} H C N O"])
     assert code == 0, out[-1500:]
     assert "ghost cutoff set to" in out
+    assert "the allocator keeps freed memory for reuse" in out
+
+
+def test_allocator_system_leaves_glibc_alone(plugin, exported_light, tmp_path):
+    _, model = exported_light
+    code, out = run_lmp(tmp_path, plugin, ["pair_style ictp allocator system", f"pair_coeff * * {model} H C N O"])
+    assert code == 0, out[-1500:]
+    assert "allocator" not in out
 
 
 def test_reference_blas_is_reported_and_preloading_libtorch_avoids_it(plugin, exported_light, tmp_path):
@@ -97,6 +105,11 @@ CASES = {
         ["pair_style ictp memory -5", "pair_coeff * * {model} H C N O"],
         {},
         "memory must be a positive number of MiB",
+    ),
+    "unknown allocator": (
+        ["pair_style ictp allocator jemalloc", "pair_coeff * * {model} H C N O"],
+        {},
+        "allocator must be keep or system, got 'jemalloc'",
     ),
     "memory without a value": (
         ["pair_style ictp memory", "pair_coeff * * {model} H C N O"],

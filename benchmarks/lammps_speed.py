@@ -16,7 +16,8 @@ The model is an untrained ICTP model (speed does not depend on the weights) of t
 periodic cells are rattled bcc lattices (a = 3.2 Å, r_c = 5 Å: ~26 neighbours per atom) with
 random H/C/N/O species.  LAMMPS runs NVE at 300 K with dt = 0.5 fs: a short warm-up run, then a
 timed run whose "Performance" line is reported.  Engines marked "sys" ran with `allocator system`
-(glibc as it is) instead of the pair style's default `allocator keep`.  The ASE path is ICTPCalculator + VelocityVerlet
+(glibc as it is) instead of the pair style's default `allocator keep`; the ASE path always keeps
+freed memory (ictp_model.device.keep_freed_memory, as `ictp md` does).  The ASE path is ICTPCalculator + VelocityVerlet
 (neighbour list rebuilt every step).  Peak RSS is the largest resident set of any one process
 (one rank).
 """
@@ -64,7 +65,9 @@ def lammps_input(
             f"boundary {'p p p' if periodic else 's s s'}",
             f"read_data {data}",
             f"plugin load {plugin}",
-            "pair_style ictp" + (f" memory {memory_mb:g}" if memory_mb > 0 else "") + f" allocator {allocator}",
+            "pair_style ictp"
+            + (f" memory {memory_mb:g}" if memory_mb > 0 else "")
+            + (" allocator system" if allocator == "system" else ""),
             f"pair_coeff * * {model} {' '.join(ELEMENTS)}",
             "neighbor 1.0 bin",
             "timestep 0.0005",
@@ -111,6 +114,8 @@ from ase.md.verlet import VelocityVerlet
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase import units
 from ictp_model import ICTPCalculator
+from ictp_model.device import keep_freed_memory
+keep_freed_memory()  # what ictp md does, and pair_style ictp by default
 torch.set_num_threads({threads})
 atoms = read("{model_path.parent / "system.xyz"}")
 atoms.calc = ICTPCalculator("{model_path}")
@@ -165,6 +170,8 @@ def main() -> None:
         "--no-preload", action="store_true", help="run lmp without LD_PRELOAD of libtorch (see README: float64)"
     )
     args = parser.parse_args()
+    if not set(args.allocators.split(",")) <= {"keep", "system"}:
+        raise SystemExit(f"--allocators: keep, system or keep,system, not {args.allocators!r}")
 
     import torch
 
@@ -179,7 +186,7 @@ def main() -> None:
     threads = f"{args.threads} thread(s) per rank" if args.threads else "1 rank x 2 threads or 2 ranks x 1 thread"
     print(f"# 2 cores; {threads}; load average at start {os.getloadavg()[0]:.2f}")
     print(
-        f"{'system':11} {'atoms':>6} {'dtype':8} {'engine':16} {'steps/s':>9} {'atom-steps/s':>13}"
+        f"{'system':11} {'atoms':>6} {'dtype':8} {'engine':20} {'steps/s':>9} {'atom-steps/s':>13}"
         f" {'peak RSS/rank MB':>17} {'LAMMPS says MB':>15}"
     )
     peaks: dict[tuple[str, str], list[tuple[int, float]]] = {}
@@ -233,10 +240,10 @@ def main() -> None:
                     rows.append(("ase pt2", run_ase(atoms, compiled, max(2, steps // 4), threads=2)))
             for engine, r in rows:
                 if "error" in r:
-                    print(f"{name:11} {len(atoms):6d} {dtype:8} {engine:16} ERROR {r['error']}", flush=True)
+                    print(f"{name:11} {len(atoms):6d} {dtype:8} {engine:20} ERROR {r['error']}", flush=True)
                 else:
                     print(
-                        f"{name:11} {len(atoms):6d} {dtype:8} {engine:16} {r['steps_per_s']:9.4f}"
+                        f"{name:11} {len(atoms):6d} {dtype:8} {engine:20} {r['steps_per_s']:9.4f}"
                         f" {r['atom_steps_per_s']:13.0f} {r['peak_rss_mb']:17.0f} {r.get('lammps_mb', float('nan')):15.1f}",
                         flush=True,
                     )

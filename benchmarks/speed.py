@@ -201,6 +201,8 @@ def main() -> None:
     parser.add_argument("--allocators", default="system", help="system, keep or both (system,keep)")
     parser.add_argument("--json", help="also write all rows to this file")
     args = parser.parse_args()
+    if not set(args.allocators.split(",")) <= {"keep", "system"}:
+        raise SystemExit(f"--allocators: system, keep or system,keep, not {args.allocators!r}")
     if args.worker:
         spec = json.loads(args.worker)
         print(json.dumps(compile_worker(spec) if spec["mode"] == "compile" else run_worker(spec)))
@@ -239,12 +241,14 @@ def main() -> None:
             reference[key] = row["ms_per_structure"]
         if "error" in row:
             print(
-                f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7} {row['storage']:7} ERROR {row['error']}"
+                f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7}"
+                f" {row['storage']:7} ERROR {row['error']}"
             )
             continue
         ratio = f"{row['ms_per_structure'] / reference[key]:7.2f}" if key in reference else f"{'-':>7}"
         name = row["model"] + (".pt2" if row.get("package") else "")
-        line = f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {name:7} {row['storage']:7} {row['num_edges']:7d}"
+        line = f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {name:7}"
+        line += f" {row['storage']:7} {row['num_edges']:7d}"
         line += f" {row['ms_per_structure']:10.1f} {row['peak_rss_mb']:11.0f} {ratio}"
         print(line, flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")

@@ -93,7 +93,7 @@ def isolated_energies(args) -> dict:
 
 
 #: glibc keeps freed memory (what `ictp train` does by itself on CPU): the same for both codes
-KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(200 << 30), "MALLOC_TOP_PAD_": str(1 << 30)}
+KEEP_FREED_MEMORY = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "200000000000", "MALLOC_TOP_PAD_": str(1 << 30)}
 
 
 def thread_env(threads: int) -> dict:

@@ -34,16 +34,16 @@ def keep_freed_memory() -> bool:
 
     glibc maps each block above its mmap threshold fresh and unmaps it on free, so a model's large
     intermediates are faulted in and zeroed again at every evaluation; on large cells that is
-    most of the time (README, "Large-scale MD").  The same as pair_style ictp's ``allocator keep``
-    and as ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=-1 MALLOC_TOP_PAD_=1G``.  Process-wide;
-    returns False (and changes nothing) without glibc.
+    most of the time (README, "The allocator").  The same as pair_style ictp's ``allocator keep``
+    and as ``MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=200000000000 MALLOC_TOP_PAD_=1073741824``.
+    Process-wide and not undone; returns False (and changes nothing) without glibc.
     """
     import ctypes
-    import ctypes.util
 
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt.argtypes, libc.mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     m_trim_threshold, m_top_pad, m_mmap_max = -1, -2, -4  # malloc.h
     return all(
         libc.mallopt(option, value) == 1

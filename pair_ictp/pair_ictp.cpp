@@ -130,6 +130,10 @@ void PairICTP::allocate()
 
 void PairICTP::settings(int narg, char **arg)
 {
+  // a repeated pair_style command starts from the defaults
+  want_cuda = false;
+  memory_mb = 0.0;
+  keep_memory = true;
   int iarg = 0;
   while (iarg < narg) {
     if ((strcmp(arg[iarg], "memory") == 0 || strcmp(arg[iarg], "device") == 0 ||
@@ -172,9 +176,10 @@ void PairICTP::select_device()
     device = torch::kCPU;
     if (keep_memory && comm->me == 0)
       utils::logmesg(lmp, keep_freed_memory()
-                              ? "pair_style ictp: the allocator keeps freed memory for reuse (allocator keep; "
-                                "'allocator system' leaves glibc's settings alone)\n"
-                              : "pair_style ictp: allocator keep has no effect without glibc\n");
+                              ? "pair_style ictp: glibc malloc told to keep freed memory for reuse (allocator "
+                                "keep; 'allocator system' in a fresh process leaves it alone)\n"
+                              : "pair_style ictp: allocator keep had no effect (no glibc, or it refused the "
+                                "settings)\n");
     else if (keep_memory)
       keep_freed_memory();
     return;

@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_train(sub) -> None:
     train = sub.add_parser(
         "train",
-        usage="ictp train [CONFIG.yaml] [--key value ...] [--restart | --resume] [--distributed]",
+        usage="ictp train [CONFIG.yaml] [--key value ...] [--restart | --resume] [--distributed] [--allocator keep|system]",
         help="train a model from a YAML config; '--key value' pairs override it (dotted keys reach into model/loss)",
         description="Train a model from a YAML config; '--key value' pairs override its keys (dotted keys such as "
         "--model.channels 32 or --loss.forces 100 reach into the model and loss sections).",

@@ -1,6 +1,7 @@
 """Bad input to pair_style ictp gives a LAMMPS error message and a non-zero exit, not a crash."""
 
 import os
+import platform
 import subprocess
 import sys
 
@@ -45,10 +46,11 @@ def test_a_valid_input_runs(plugin, exported_light, tmp_path):
     code, out = run_lmp(tmp_path, plugin, ["pair_style ictp", f"pair_coeff * * {model} H C N O"])
     assert code == 0, out[-1500:]
     assert "ghost cutoff set to" in out
-    assert "the allocator keeps freed memory for reuse" in out
+    if platform.libc_ver()[0] == "glibc":
+        assert "glibc malloc told to keep freed memory for reuse" in out
 
 
-def test_allocator_system_leaves_glibc_alone(plugin, exported_light, tmp_path):
+def test_allocator_system_does_not_touch_glibc(plugin, exported_light, tmp_path):
     _, model = exported_light
     code, out = run_lmp(tmp_path, plugin, ["pair_style ictp allocator system", f"pair_coeff * * {model} H C N O"])
     assert code == 0, out[-1500:]
@@ -110,6 +112,11 @@ CASES = {
         ["pair_style ictp allocator jemalloc", "pair_coeff * * {model} H C N O"],
         {},
         "allocator must be keep or system, got 'jemalloc'",
+    ),
+    "allocator without a value": (
+        ["pair_style ictp allocator", "pair_coeff * * {model} H C N O"],
+        {},
+        "pair_style ictp allocator command: missing argument",
     ),
     "memory without a value": (
         ["pair_style ictp memory", "pair_coeff * * {model} H C N O"],

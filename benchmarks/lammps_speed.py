@@ -38,6 +38,8 @@ from common import ELEMENTS, bcc_cell, molecule  # noqa: E402
 
 STEPS = {"molecule27": 400, "bcc128": 60, "bcc1024": 10, "bcc8192": 3, "bcc32768": 1, "bcc131072": 1}
 REPEATS = {"bcc128": 4, "bcc1024": 8, "bcc8192": 16, "bcc32768": (32, 32, 16), "bcc131072": (64, 32, 32)}
+#: the engine names' mark of each `pair_style ictp allocator` setting
+ALLOCATOR_LABEL = {"keep": "", "system": " sys"}
 #: `memory` of the plain evaluation: a budget no system reaches, so it never chunks
 UNBOUNDED_MB = 1e9
 
@@ -170,7 +172,7 @@ def main() -> None:
         "--no-preload", action="store_true", help="run lmp without LD_PRELOAD of libtorch (see README: float64)"
     )
     args = parser.parse_args()
-    if not set(args.allocators.split(",")) <= {"keep", "system"}:
+    if not set(args.allocators.split(",")) <= set(ALLOCATOR_LABEL):
         raise SystemExit(f"--allocators: keep, system or keep,system, not {args.allocators!r}")
 
     import torch
@@ -218,7 +220,7 @@ def main() -> None:
             modes = [("", args.memory)] + ([(" plain", UNBOUNDED_MB)] if len(atoms) <= args.plain_up_to else [])
             allocators = args.allocators.split(",")
             for allocator, (label, memory_mb) in [(a, m) for a in allocators for m in modes]:
-                label += " sys" if allocator == "system" else ""
+                label += ALLOCATOR_LABEL[allocator]
                 for ranks in [int(r) for r in args.ranks.split(",")]:
                     script = work / f"in.{name}"
                     script.write_text(
@@ -233,7 +235,7 @@ def main() -> None:
                     script = work / f"in.{name}.pt2"
                     script.write_text(lammps_input(data, plugin, compiled, atoms.pbc.any(), steps, 0.0, allocator))
                     result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
-                    rows.append((f"lammps x{ranks} pt2" + (" sys" if allocator == "system" else ""), result))
+                    rows.append((f"lammps x{ranks} pt2{ALLOCATOR_LABEL[allocator]}", result))
             if not args.no_ase:
                 rows.append(("ase", run_ase(atoms, model_path, max(2, steps // 4), threads=2)))
                 if compiled:

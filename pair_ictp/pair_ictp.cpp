@@ -134,6 +134,13 @@ void PairICTP::settings(int narg, char **arg)
   want_cuda = false;
   memory_mb = 0.0;
   keep_memory = true;
+  // 0 or 1: which of the two values a keyword was given
+  auto which_of = [this](const char *keyword, const char *value, const char *first, const char *second) {
+    if (strcmp(value, first) == 0) return 0;
+    if (strcmp(value, second) != 0)
+      error->all(FLERR, "pair_style ictp: {} must be {} or {}, got '{}'", keyword, first, second, value);
+    return 1;
+  };
   int iarg = 0;
   while (iarg < narg) {
     if ((strcmp(arg[iarg], "memory") == 0 || strcmp(arg[iarg], "device") == 0 ||
@@ -146,20 +153,10 @@ void PairICTP::settings(int narg, char **arg)
         error->all(FLERR, "pair_style ictp: memory must be a positive number of MiB, got '{}'", arg[iarg + 1]);
       iarg += 2;
     } else if (strcmp(arg[iarg], "device") == 0) {
-      if (strcmp(arg[iarg + 1], "cuda") == 0)
-        want_cuda = true;
-      else if (strcmp(arg[iarg + 1], "cpu") == 0)
-        want_cuda = false;
-      else
-        error->all(FLERR, "pair_style ictp: device must be cpu or cuda, got '{}'", arg[iarg + 1]);
+      want_cuda = which_of(arg[iarg], arg[iarg + 1], "cpu", "cuda") == 1;
       iarg += 2;
     } else if (strcmp(arg[iarg], "allocator") == 0) {
-      if (strcmp(arg[iarg + 1], "keep") == 0)
-        keep_memory = true;
-      else if (strcmp(arg[iarg + 1], "system") == 0)
-        keep_memory = false;
-      else
-        error->all(FLERR, "pair_style ictp: allocator must be keep or system, got '{}'", arg[iarg + 1]);
+      keep_memory = which_of(arg[iarg], arg[iarg + 1], "keep", "system") == 0;
       iarg += 2;
     } else {
       error->all(FLERR,

@@ -185,6 +185,10 @@ ALLOCATOR_HELP = (
 )
 
 
+def _add_allocator(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allocator", choices=["keep", "system"], default="keep", help=ALLOCATOR_HELP)
+
+
 def _allocator(choice: str, device: str) -> None:
     from ictp_model.device import keep_freed_memory
 
@@ -231,7 +235,7 @@ def _add_train(sub) -> None:
         action="store_true",
         help="continue the run in output_dir even though its config or data differ (the same run resumes by itself)",
     )
-    train.add_argument("--allocator", choices=["keep", "system"], default="keep", help=ALLOCATOR_HELP)
+    _add_allocator(train)
     train.set_defaults(func=_train)
 
 
@@ -260,7 +264,7 @@ def _add_eval(sub) -> None:
     ev.add_argument("--device", default="cpu")
     ev.add_argument("--json", help="write the metrics (meV units) to this JSON file")
     ev.add_argument("--memory", type=float, default=0.0, help=MEMORY_HELP)
-    ev.add_argument("--allocator", choices=["keep", "system"], default="keep", help=ALLOCATOR_HELP)
+    _add_allocator(ev)
     ev.add_argument(
         "--write-predictions", help="write the structures with ICTP_energy/ICTP_forces/ICTP_stress to this extxyz file"
     )
@@ -286,7 +290,7 @@ def _add_md(sub) -> None:
     md.add_argument("--device", default="cpu")
     md.add_argument("--dtype", choices=["float32", "float64"], default=None)
     md.add_argument("--memory", type=float, default=0.0, help=MEMORY_HELP)
-    md.add_argument("--allocator", choices=["keep", "system"], default="keep", help=ALLOCATOR_HELP)
+    _add_allocator(md)
     md.set_defaults(func=_md)
 
 

@@ -6,8 +6,10 @@ The step of `ictp train` as vs_mace.py runs it (C = 64, L = 1, l_max = 3, ν = 3
 batch 5, MACE's loss: mean (ΔE/N)² + 100 · mean ΔF²): the loss and its parameter gradients, double
 backward included, traced by make_fx with symbolic sizes into one aten graph and compiled by
 inductor with dynamic shapes.  Prints the eager and compiled milliseconds per step, the compile
-seconds, and the largest difference of loss and gradients against eager autograd on batches of
-3, 5 and 10 structures (one graph serves every size).  An experiment, not a training path: the
+seconds, and the largest difference of loss and gradients against the eager step of `ictp train`
+(compute_properties, loss_terms, combine, autograd) on batches of 3, 5 and 10 structures (one
+graph serves every size).  The traced function writes the loss out itself: loss_terms counts atoms
+with bincount, whose size a symbolic trace cannot know; the comparison checks that it is the same.  An experiment, not a training path: the
 optimiser step, EMA and shift fit are not included (they are the same in both).
 """
 
@@ -23,7 +25,11 @@ from ictp_model.data.dataset import InMemoryDataset
 from ictp_model.data.graph import collate
 from ictp_model.data.io import read_samples
 from ictp_model.device import keep_freed_memory
-from ictp_model.model.potential import forces_from_edges, species_index
+from ictp_model.model.potential import compute_properties, forces_from_edges, species_index
+from ictp_model.training.config import LossConfig
+from ictp_model.training.loss import combine, loss_terms
+
+LOSS = LossConfig(energy=1.0, forces=100.0, energy_mode="per_atom", reduction="mean")  # vs_mace.py's
 
 
 def step_function(model: torch.nn.Module):
@@ -84,8 +90,10 @@ def main() -> None:
     parameters = [p.detach() for p in model.parameters()]
     step = step_function(model)
 
-    def eager(graph):
-        return [t.detach() for t in step(*[p.clone() for p in parameters], *graph_inputs(model, graph))]
+    def eager(graph):  # the step of `ictp train`
+        terms = loss_terms(compute_properties(model, graph, forces=True, training=True), graph, LOSS)
+        loss = combine({k: v for k, (v, _) in terms.items()}, {k: n for k, (_, n) in terms.items()}, LOSS)
+        return [loss.detach(), *torch.autograd.grad([loss], list(model.parameters()))]
 
     start = time.perf_counter()
     traced = make_fx(step, tracing_mode="symbolic", _allow_non_fake_inputs=True)(

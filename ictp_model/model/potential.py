@@ -79,6 +79,7 @@ def compute_properties(
     stress: bool = False,
     training: bool = False,
     memory_mb: Optional[float] = None,
+    species: Optional[Tensor] = None,
 ) -> dict[str, Tensor]:
     """Energies and their derivatives for a (batched) graph.
 
@@ -90,13 +91,15 @@ def compute_properties(
         memory_mb: evaluate in bounded memory (:mod:`.bounded`) within this working-memory
             budget in MiB (<= 0: its default); the same numbers, for systems of any size.  Not
             with training (its loss needs second derivatives).
+        species: the model's species indices of graph.numbers, where the caller has them (a
+            traced training step, which cannot check atomic numbers).
 
     Returns:
         dict with node_energy (N,), energy (G,) and, as asked, forces, virial, stress.
     """
     dtype = network.embedding.dtype
     graph = graph.to(device=network.embedding.device, dtype=dtype)
-    species = species_index(network.z_to_index, graph.numbers)
+    species = species_index(network.z_to_index, graph.numbers) if species is None else species
     vectors = edge_vectors(graph.positions, graph.edge_index, graph.shifts, graph.cell, graph.batch)
     need_grad = forces or stress
     bounded = memory_mb is not None and need_grad and not training
@@ -114,7 +117,7 @@ def compute_properties(
     if not bounded:  # the bounded evaluation returns its edge gradients itself
         g = edge_gradients(node_energy, vectors, create_graph=training)
     if forces:
-        out["forces"] = forces_from_edges(g, graph.edge_index, graph.num_nodes)
+        out["forces"] = forces_from_edges(g, graph.edge_index, graph.positions.shape[0])  # (symbolic when traced)
     if stress:
         edge_graph = graph.batch.index_select(0, graph.edge_index[0])
         virial = torch.zeros(graph.num_graphs, 3, 3, dtype=dtype, device=g.device)

@@ -22,6 +22,7 @@ from ictp_model.files import atomic_text, atomic_torch_save
 from ictp_model.model.io import model_payload, model_state, save_model
 from ictp_model.model.potential import compute_properties, species_index
 
+from .compiled import CompiledStep
 from .config import LossConfig, TrainConfig
 from .distributed import (
     SINGLE,
@@ -33,7 +34,7 @@ from .distributed import (
     part,
     sum_gradients,
 )
-from .loss import LOSS_TERMS, combine, loss_terms
+from .loss import LOSS_TERMS, coefficients, combine, loss_terms, term_counts, term_sums
 from .metrics import ErrorAccumulator
 from .shift import ShiftFit, apply_shift
 
@@ -196,6 +197,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     shift: Optional[ShiftFit]
+    step: Optional[CompiledStep] = None  # compile: true
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -206,7 +208,7 @@ class Trainer:
         return self.optimizer.param_groups[0]["lr"]
 
 
-def make_trainer(model: torch.nn.Module, config: TrainConfig) -> Trainer:
+def make_trainer(model: torch.nn.Module, config: TrainConfig, log: Callable[[str], None] = print) -> Trainer:
     optimizer = torch.optim.Adam(decay_groups(model, config.weight_decay), lr=config.lr, amsgrad=config.amsgrad)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, factor=config.lr_factor, patience=config.scheduler_patience
@@ -216,7 +218,8 @@ def make_trainer(model: torch.nn.Module, config: TrainConfig) -> Trainer:
         average = warmup_ema(config.ema_decay) if config.ema_warmup else get_ema_multi_avg_fn(config.ema_decay)
         ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
     shift = ShiftFit(len(model.config.elements), config.loss.energy_mode) if refits_shift(config) else None
-    return Trainer(model, ema, optimizer, scheduler, shift)
+    step = CompiledStep(model, config.loss, config.loss.stress > 0, log) if config.compile else None
+    return Trainer(model, ema, optimizer, scheduler, shift, step)
 
 
 def resume(trainer: Trainer, checkpoint: dict, log: Callable[[str], None]) -> FitState:
@@ -247,10 +250,9 @@ def train_epoch(trainer: Trainer, train: GraphDataset, config: TrainConfig, epoc
     steps = epoch_batches(len(train), config.batch_size, shuffle=True, seed=config.seed * 100003 + epoch)
     for indices in steps:
         trainer.optimizer.zero_grad(set_to_none=True)
-        loss = _local_loss(model, train, part(indices, ranks), config, ranks, trainer.shift)
+        loss = _train_step(trainer, train, part(indices, ranks), config, ranks)
         if loss is not None:
-            loss.backward()
-            train_loss += float(loss.detach())
+            train_loss += loss
         sum_gradients(parameters, ranks)
         if config.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(parameters, config.clip_grad)
@@ -325,7 +327,7 @@ def fit(
     if ranks.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
     broadcast_parameters(model, ranks)
-    trainer = make_trainer(model, config)
+    trainer = make_trainer(model, config, log)
     state = resume(trainer, checkpoint, log) if checkpoint is not None else FitState()
     started = time.perf_counter()
     progress = _progress(config, state.epoch, ranks)
@@ -386,30 +388,40 @@ def epoch_line(row: dict, max_epochs: int, best: bool) -> str:
     )
 
 
-def _local_loss(
-    model: torch.nn.Module,
-    dataset: GraphDataset,
-    indices: list[int],
-    config: TrainConfig,
-    ranks: Ranks,
-    shift: Optional[ShiftFit] = None,
-) -> Optional[torch.Tensor]:
-    """This rank's share of the global batch loss (None without structures). A mean divides by
-    the counts of the whole global batch, so the shares add up to the single-process loss.
-    The batch's energy residuals go into ``shift``."""
-    sums, counts = {}, {}
-    if indices:
-        batch = _device_batch(dataset, indices, model)
-        out = compute_properties(model, batch, forces=True, stress=config.loss.stress > 0, training=True)
-        if shift is not None:
-            shift.add(batch, species_index(model.z_to_index, batch.numbers), out["energy"])
-        terms = loss_terms(out, batch, config.loss)
-        sums, counts = {k: v for k, (v, _) in terms.items()}, {k: c for k, (_, c) in terms.items()}
-    if ranks.distributed and config.loss.reduction == "mean":
-        local = torch.tensor([float(counts[t]) if t in counts else 0.0 for t in LOSS_TERMS], dtype=torch.float64)
-        total = all_reduce_sum(local, ranks)
-        counts = {t: total[i] for i, t in enumerate(LOSS_TERMS)}
-    return combine(sums, counts, config.loss) if sums else None
+def _train_step(trainer: Trainer, dataset: GraphDataset, indices: list[int], config: TrainConfig, ranks: Ranks):
+    """This rank's share of one global batch: the gradients of its loss left in .grad, the loss
+    returned (None without structures).  A mean divides by the counts of the whole global batch,
+    so the shares add up to the single-process loss.  The energy residuals go into trainer.shift."""
+    model = trainer.model
+    batch = _device_batch(dataset, indices, model) if indices else None
+    counts = _global_counts(term_counts(batch, config.loss) if batch is not None else {}, config, ranks)
+    if batch is None or not counts:  # no structures, or no labels the loss weighs
+        return None
+    species = species_index(model.z_to_index, batch.numbers)
+    num_atoms = torch.bincount(batch.batch, minlength=batch.num_graphs).to(batch.positions.dtype)
+    if trainer.step is not None:
+        sums, energy, gradients = trainer.step(batch, species, num_atoms, coefficients(counts, config.loss))
+        for parameter, gradient in zip(model.parameters(), gradients):
+            parameter.grad = gradient
+        loss = combine(sums, counts, config.loss)
+    else:
+        stress = config.loss.stress > 0
+        out = compute_properties(model, batch, forces=True, stress=stress, training=True, species=species)
+        energy = out["energy"]
+        loss = combine(term_sums(out, batch, config.loss, num_atoms), counts, config.loss)
+        loss.backward()
+    if trainer.shift is not None:
+        trainer.shift.add(batch, species, energy)
+    return float(loss.detach())
+
+
+def _global_counts(counts: dict[str, torch.Tensor], config: TrainConfig, ranks: Ranks) -> dict[str, torch.Tensor]:
+    """The counts a mean divides by, summed over the ranks (a collective: every rank calls it)."""
+    if not (ranks.distributed and config.loss.reduction == "mean"):
+        return counts
+    local = torch.tensor([float(counts[t]) if t in counts else 0.0 for t in LOSS_TERMS], dtype=torch.float64)
+    total = all_reduce_sum(local, ranks)
+    return {t: total[i].to(counts[t]) if t in counts else total[i] for i, t in enumerate(LOSS_TERMS)}
 
 
 def _progress(config: TrainConfig, initial: int, ranks: Ranks):

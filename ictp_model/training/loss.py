@@ -3,6 +3,8 @@
 The terms are kept as (sum, count) pairs so that parts of a batch (the ranks of a distributed run)
 and parts of a data set (evaluation batches) combine exactly."""
 
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -20,43 +22,87 @@ def _penalty(diff: Tensor, kind: str, delta: float) -> Tensor:
 LOSS_TERMS = ("energy", "forces", "stress")
 
 
-def loss_terms(pred: dict[str, Tensor], graph: AtomicGraph, weights: LossConfig) -> dict[str, tuple[Tensor, Tensor]]:
+def loss_terms(
+    pred: dict[str, Tensor], graph: AtomicGraph, weights: LossConfig, num_atoms: Optional[Tensor] = None
+) -> dict[str, tuple[Tensor, Tensor]]:
     """Each active term's Σ_structures weight_g · penalty(prediction - label) and the count that a
     mean divides it by (weights of structures, force or stress components).
 
     Energy differences are divided by N (energy_mode per_atom), √N (sqrt_atoms) or left as they are
     (total). Forces and stress are per component; stress counts only where stress_mask is 1.
+    num_atoms (G,): atoms per structure, counted here when not given (a traced graph cannot count).
     """
+    counts = term_counts(graph, weights)
+    if num_atoms is None:
+        num_atoms = torch.bincount(graph.batch, minlength=graph.num_graphs).to(pred["energy"].dtype)
+    sums = term_sums(pred, graph, weights, num_atoms)
+    return {name: (value, counts[name]) for name, value in sums.items()}
+
+
+def _structure_weights(graph: AtomicGraph) -> Tensor:
+    if graph.weight is not None:
+        return graph.weight
+    return torch.ones(graph.num_graphs, dtype=graph.positions.dtype, device=graph.positions.device)
+
+
+def _stress_mask(graph: AtomicGraph) -> Tensor:
+    weight = _structure_weights(graph)
+    return weight * graph.stress_mask if graph.stress_mask is not None else weight
+
+
+def active_terms(graph: AtomicGraph, weights: LossConfig) -> list[str]:
+    """The loss terms with a weight > 0 whose labels the batch has."""
+    return [t for t in LOSS_TERMS if weights.weight(t) > 0 and (t != "stress" or graph.stress is not None)]
+
+
+def term_counts(graph: AtomicGraph, weights: LossConfig) -> dict[str, Tensor]:
+    """What a mean divides each active term by; the labels alone decide it, not the model."""
+    struct_weight = _structure_weights(graph)
+    counts = {
+        "energy": lambda: struct_weight.sum(),
+        "forces": lambda: 3 * struct_weight.index_select(0, graph.batch).sum(),
+        "stress": lambda: 9 * _stress_mask(graph).sum(),
+    }
+    return {name: counts[name]() for name in active_terms(graph, weights)}
+
+
+def term_sums(pred: dict[str, Tensor], graph: AtomicGraph, weights: LossConfig, num_atoms: Tensor) -> dict[str, Tensor]:
+    """Each active term's weighted sum of penalties (see loss_terms)."""
     kind, delta = weights.type, weights.huber_delta
-    num_atoms = torch.bincount(graph.batch, minlength=graph.num_graphs).to(pred["energy"].dtype)
-    struct_weight = graph.weight if graph.weight is not None else torch.ones_like(num_atoms)
-    terms: dict[str, tuple[Tensor, Tensor]] = {}
-    if weights.energy > 0:
-        diff = pred["energy"] - graph.energy
-        mode = weights.energy_mode
-        if mode == "per_atom":
-            diff = diff / num_atoms
-        elif mode == "sqrt_atoms":
-            diff = diff / num_atoms.sqrt()
-        terms["energy"] = ((struct_weight * _penalty(diff, kind, delta)).sum(), struct_weight.sum())
-    if weights.forces > 0:
-        atom_weight = struct_weight.index_select(0, graph.batch).unsqueeze(-1)
-        values = atom_weight * _penalty(pred["forces"] - graph.forces, kind, delta)
-        terms["forces"] = (values.sum(), 3 * atom_weight.sum())
-    if weights.stress > 0 and graph.stress is not None:
-        mask = struct_weight * (graph.stress_mask if graph.stress_mask is not None else 1.0)
-        values = mask[:, None, None] * _penalty(pred["stress"] - graph.stress, kind, delta)
-        terms["stress"] = (values.sum(), 9 * mask.sum())
-    return terms
+    struct_weight = _structure_weights(graph)
+    sums: dict[str, Tensor] = {}
+    for name in active_terms(graph, weights):
+        if name == "energy":
+            diff = pred["energy"] - graph.energy
+            if weights.energy_mode == "per_atom":
+                diff = diff / num_atoms
+            elif weights.energy_mode == "sqrt_atoms":
+                diff = diff / num_atoms.sqrt()
+            sums[name] = (struct_weight * _penalty(diff, kind, delta)).sum()
+        elif name == "forces":
+            atom_weight = struct_weight.index_select(0, graph.batch).unsqueeze(-1)
+            sums[name] = (atom_weight * _penalty(pred["forces"] - graph.forces, kind, delta)).sum()
+        else:
+            mask = _stress_mask(graph)[:, None, None]
+            sums[name] = (mask * _penalty(pred["stress"] - graph.stress, kind, delta)).sum()
+    return sums
+
+
+def coefficients(counts: dict[str, Tensor], weights: LossConfig) -> dict[str, Tensor]:
+    """The factor of each term's sum in the loss: w_term (reduction sum, the paper's SSE) or
+    w_term / count (mean)."""
+    if weights.reduction == "sum":
+        return {name: torch.ones_like(count) * weights.weight(name) for name, count in counts.items()}
+    return {name: weights.weight(name) / count.clamp(min=1) for name, count in counts.items()}
 
 
 def combine(sums: dict[str, Tensor], counts: dict[str, Tensor], weights: LossConfig) -> Tensor:
-    """Σ_terms w_term · sum (reduction sum, the paper's SSE) or w_term · sum / count (mean).
-    Counts may be those of a larger batch than the sums (a rank's part of a global batch)."""
+    """Σ_terms coefficient · sum (see coefficients).  Counts may be those of a larger batch than
+    the sums (a rank's part of a global batch)."""
+    factors = coefficients({name: counts[name] for name in sums}, weights)
     total = None
     for name, value in sums.items():
-        term = value if weights.reduction == "sum" else value / counts[name].clamp(min=1)
-        total = weights.weight(name) * term if total is None else total + weights.weight(name) * term
+        total = factors[name] * value if total is None else total + factors[name] * value
     return total if total is not None else torch.zeros(())
 
 

@@ -21,7 +21,7 @@ from .config import ConfigError, TrainConfig
 
 # may differ between a run and its continuation: they change neither the data, nor the model,
 # nor any step of the optimisation already done
-CONTINUATION_KEYS = ("max_epochs", "max_time", "progress", "device", "output_dir", "patience")
+CONTINUATION_KEYS = ("max_epochs", "max_time", "progress", "device", "output_dir", "patience", "compile")
 RUN_FILES = (
     "checkpoint_last.pt", "model.pt", "config.yaml", "log.csv", "metrics.json", "train.log",
     "learning_curve.png", "parity.png",

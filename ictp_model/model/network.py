@@ -96,7 +96,8 @@ class ICTPNetwork(nn.Module):
         self.scalar_index: list[int] = [layer.out_blocks.index((0, 0)) for layer in layers]
 
         self.first_residual = bool(config.first_residual)
-        self.scale = float(config.scale)
+        # a buffer for the same reason as the convolutions' n̄ (traced graphs independent of the data)
+        self.register_buffer("scale", torch.tensor(float(config.scale), dtype=torch.float64), persistent=False)
         e0 = [config.atomic_energies.get(e, 0.0) for e in config.elements]
         shift = [config.shift.get(e, 0.0) for e in config.elements]
         self.register_buffer("atomic_energies", torch.tensor(e0, dtype=torch.float64))

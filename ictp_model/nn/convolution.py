@@ -56,7 +56,11 @@ class TwoBodyFeatures(nn.Module):
         paths = block_paths(in_blocks, edge_blocks, out_max_rank, odd)
         self.out_blocks: list[Block] = sorted_blocks(p[2] for p in paths)
         self.channels = channels
-        self.avg_num_neighbors = float(avg_num_neighbors)
+        # a buffer, not a literal: a traced graph (compile: true, the .pt2 export) then does not
+        # change with the training set's n̄, and inductor's cache serves every dataset
+        self.register_buffer(
+            "avg_num_neighbors", torch.tensor(float(avg_num_neighbors), dtype=torch.float64), persistent=False
+        )
 
         in_offsets = _offsets([block_dim(l, storage) for l, _ in in_blocks])
         edge_offsets = _offsets([block_dim(l, storage) for l, _ in edge_blocks])

@@ -134,7 +134,7 @@ class TrainConfig:
     output_dir: str = "runs/ictp"
     progress: bool = True
     max_time: Optional[float] = None
-    compile: bool = False  # the training step traced and compiled by inductor (see .compiled)
+    compile: bool = False  # the training step and validation traced and compiled by inductor (see .compiled)
 
     def __post_init__(self) -> None:
         values, problems = typed_values(dataclasses.asdict(self), TrainConfig, "")

@@ -22,7 +22,7 @@ from ictp_model.files import atomic_text, atomic_torch_save
 from ictp_model.model.io import model_payload, model_state, save_model
 from ictp_model.model.potential import compute_properties, species_index
 
-from .compiled import CompiledStep
+from .compiled import CompiledPrediction, CompiledStep
 from .config import LossConfig, TrainConfig
 from .distributed import (
     SINGLE,
@@ -93,9 +93,13 @@ def is_compiled(model) -> bool:
     return not isinstance(model, torch.nn.Module) and hasattr(model, "properties")
 
 
-def _predict(model, batch: AtomicGraph, stress: bool, memory_mb: Optional[float]) -> dict:
+def _predict(
+    model, batch: AtomicGraph, stress: bool, memory_mb: Optional[float], compiled: Optional[CompiledPrediction]
+) -> dict:
     if is_compiled(model):  # forces and stress come out of the package (derived there by the same code)
         return model.properties(batch, stress)
+    if compiled is not None:
+        return compiled(model, batch, species_index(model.z_to_index, batch.numbers), stress)
     return compute_properties(model, batch, forces=True, stress=stress, memory_mb=memory_mb)
 
 
@@ -108,13 +112,15 @@ def evaluate(
     ranks: Ranks = SINGLE,
     keep_predictions: int = 0,
     memory_mb: Optional[float] = None,
+    compiled: Optional[CompiledPrediction] = None,
 ) -> tuple[float, ErrorAccumulator, list[dict]]:
     """Loss (with the loss settings ``loss``) and errors over a data set in batches of
     ``batch_size`` structures, each rank taking its part; the loss and the errors are summed over
     ranks. Also returns the predictions and labels of this rank's first ``keep_predictions``
     structures, in order.  memory_mb: see compute_properties (`ictp eval` on large structures;
     validation during training keeps the plain path).  model may also be a compiled export
-    (ictp_export.compiled.CompiledModel), which evaluates every structure at once."""
+    (ictp_export.compiled.CompiledModel), which evaluates every structure at once; compiled: the
+    validation graph of compile: true, which evaluates model."""
     sums = {t: 0.0 for t in LOSS_TERMS}
     counts = {t: 0.0 for t in LOSS_TERMS}
     errors, predictions = ErrorAccumulator(), []
@@ -123,7 +129,7 @@ def evaluate(
     for start in range(0, len(mine), batch_size):
         indices = mine[start : start + batch_size]
         batch = _device_batch(dataset, indices, model)
-        out = _predict(model, batch, with_stress, memory_mb)
+        out = _predict(model, batch, with_stress, memory_mb, compiled)
         for name, (value, count) in loss_terms(out, batch, loss).items():
             sums[name] += float(value.detach())
             counts[name] += float(count)
@@ -198,6 +204,7 @@ class Trainer:
     scheduler: torch.optim.lr_scheduler.ReduceLROnPlateau
     shift: Optional[ShiftFit]
     step: Optional[CompiledStep] = None  # compile: true
+    predict: Optional[CompiledPrediction] = None  # compile: true, for validation
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -218,8 +225,10 @@ def make_trainer(model: torch.nn.Module, config: TrainConfig, log: Callable[[str
         average = warmup_ema(config.ema_decay) if config.ema_warmup else get_ema_multi_avg_fn(config.ema_decay)
         ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
     shift = ShiftFit(len(model.config.elements), config.loss.energy_mode) if refits_shift(config) else None
-    step = CompiledStep(model, config.loss, config.loss.stress > 0, log) if config.compile else None
-    return Trainer(model, ema, optimizer, scheduler, shift, step)
+    if not config.compile:
+        return Trainer(model, ema, optimizer, scheduler, shift)
+    step, predict = CompiledStep(model, config.loss, config.loss.stress > 0, log), CompiledPrediction(model, log)
+    return Trainer(model, ema, optimizer, scheduler, shift, step, predict)
 
 
 def resume(trainer: Trainer, checkpoint: dict, log: Callable[[str], None]) -> FitState:
@@ -335,7 +344,9 @@ def fit(
         epoch = state.epoch
         train_loss = train_epoch(trainer, train, config, epoch, ranks)
         trainer.eval_model.eval()
-        valid_loss, errors, _ = evaluate(trainer.eval_model, valid, config.loss, config.valid_batch_size, ranks=ranks)
+        valid_loss, errors, _ = evaluate(
+            trainer.eval_model, valid, config.loss, config.valid_batch_size, ranks=ranks, compiled=trainer.predict
+        )
         check_finite(train_loss, valid_loss, state, trainer.lr, output_dir)
         trainer.scheduler.step(valid_loss)
         metrics = errors.metrics()

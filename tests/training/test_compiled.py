@@ -1,6 +1,7 @@
 """compile: true — the traced and compiled training step equals the eager one (float64)."""
 
 import csv
+import dataclasses
 import shutil
 
 import pytest
@@ -77,6 +78,33 @@ def test_compiled_step_equals_eager_for_every_batch_size_with_one_graph(weighted
     assert len(messages) == 1 and messages[0].startswith("training step compiled in")  # one graph for all sizes
 
 
+@needs_compiler
+def test_compiled_validation_equals_eager_for_any_weights_shift_and_dataset_values(weighted_config):
+    """The validation graph has no value of the network in it: traced on one model, it evaluates
+    another with different weights, energy shift, n̄ and energy scale (an EMA copy, a later epoch,
+    another dataset) exactly as that model's eager path does, on every batch size."""
+    config = weighted_config()
+    data, model_config = prepare(config, lambda s: None, SINGLE)
+    torch.manual_seed(0)
+    first = build_model(model_config)
+    torch.manual_seed(1)
+    other_values = dict(avg_num_neighbors=model_config.avg_num_neighbors + 1.7, scale=model_config.scale * 1.3)
+    second = build_model(dataclasses.replace(model_config, **other_values))
+    with torch.no_grad():
+        second.energy_shift += torch.arange(1.0, 1.0 + second.energy_shift.shape[0], dtype=torch.float64)
+    messages = []
+    predict = compiled.CompiledPrediction(first, log=messages.append)
+    for model, size in [(first, 3), (second, 5), (first, 2), (second, 4)]:
+        batch = _device_batch(data.train, list(range(size, 2 * size)), model)
+        species = species_index(model.z_to_index, batch.numbers)
+        mine = predict(model, batch, species, stress=True)
+        reference = compute_properties(model, batch, forces=True, stress=True)
+        assert set(mine) == set(reference) == {"node_energy", "energy", "forces", "virial", "stress"}
+        for key, value in reference.items():
+            torch.testing.assert_close(mine[key], value.detach(), rtol=0, atol=1e-10, msg=key)
+    assert messages == [m for m in messages if m.startswith("validation compiled in")] and len(messages) == 1
+
+
 def read_log(path):
     with open(path) as handle:
         return list(csv.DictReader(handle))
@@ -90,6 +118,7 @@ def test_training_with_compile_true_gives_the_eager_run(weighted_config, tmp_pat
         messages = []
         run_training(weighted_config(compile=flag, max_epochs=2, output_dir=str(out)), log=messages.append)
         assert any(m.startswith("training step compiled in") for m in messages) == flag
+        assert any(m.startswith("validation compiled in") for m in messages) == flag
         runs[flag] = read_log(out / "log.csv"), torch.load(out / "checkpoint_last.pt", weights_only=True)
     (eager_log, eager_state), (compiled_log, compiled_state) = runs[False], runs[True]
     for a, b in zip(eager_log, compiled_log):

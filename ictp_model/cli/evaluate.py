@@ -14,7 +14,7 @@ from ictp_model.device import check_device
 from ictp_model.files import atomic_text, atomic_write
 from ictp_model.model.io import load_model
 from ictp_model.training.config import LossConfig
-from ictp_model.training.loop import evaluate, is_compiled
+from ictp_model.training.evaluation import evaluate, is_compiled
 from ictp_model.training.metrics import format_table
 
 

@@ -32,7 +32,8 @@ from ictp_model.model.potential import compute_properties, species_index
 
 from .config import ConfigError, TrainConfig
 from .distributed import SINGLE, Ranks, barrier, broadcast, part
-from .loop import evaluate, fit, refits_shift
+from .evaluation import evaluate
+from .loop import fit, refits_shift
 from .metrics import format_table
 from .provenance import Existing, decide_start, remove_run_files
 from .runlog import RunLog

@@ -14,7 +14,7 @@ from ictp_model.model.potential import compute_properties, species_index
 from ictp_model.training import compiled
 from ictp_model.training.config import LossConfig, TrainConfig
 from ictp_model.training.distributed import SINGLE
-from ictp_model.training.loop import _device_batch
+from ictp_model.training.evaluation import device_batch
 from ictp_model.training.loss import coefficients, combine, loss_terms, term_counts
 from ictp_model.training.run import prepare, run_training
 
@@ -62,7 +62,7 @@ def test_compiled_step_equals_eager_for_every_batch_size_with_one_graph(weighted
     step = compiled.CompiledStep(model, config.loss, stress=True, log=messages.append)
     reductions = [config.loss, LossConfig(**{**LOSS, "reduction": "sum"})]
     for size, reduction in [(3, reductions[0]), (5, reductions[1]), (2, reductions[0]), (4, reductions[1])]:
-        batch = _device_batch(data.train, list(range(size, 2 * size)), model)
+        batch = device_batch(data.train, list(range(size, 2 * size)), model)
         assert batch.weight is not None and batch.stress is not None
         counts = term_counts(batch, reduction)
         species = species_index(model.z_to_index, batch.numbers)
@@ -95,7 +95,7 @@ def test_compiled_validation_equals_eager_for_any_weights_shift_and_dataset_valu
     messages = []
     predict = compiled.CompiledPrediction(first, log=messages.append)
     for model, size in [(first, 3), (second, 5), (first, 2), (second, 4)]:
-        batch = _device_batch(data.train, list(range(size, 2 * size)), model)
+        batch = device_batch(data.train, list(range(size, 2 * size)), model)
         species = species_index(model.z_to_index, batch.numbers)
         mine = predict(model, batch, species, stress=True)
         reference = compute_properties(model, batch, forces=True, stress=True)

@@ -17,8 +17,10 @@ another seed, split or dataset — finds them there and compiles in seconds.
 """
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -126,7 +128,7 @@ class _TracedGraphs:
                 "the same model everywhere"
             ) from error
         if first:
-            self.log(f"{self.what} compiled in {time.perf_counter() - started:.1f} s")
+            self.log(f"{self.what} compiled in {time.perf_counter() - started:.1f} s (inductor cache {cache_folder()})")
         return out, used
 
     def _state_dict(self, args: tuple) -> dict[str, Tensor]:
@@ -203,6 +205,20 @@ class CompiledPrediction(_TracedGraphs):
         inputs = [getattr(graph, f) for f in fields] + [species]
         out, _ = self._run((stress,), network, inputs, trace)
         return dict(zip(module.keys, out))
+
+
+def use_cache_folder(folder: Optional[str]) -> None:
+    """Inductor's cache in ``folder`` for this process (None: leave TORCHINDUCTOR_CACHE_DIR, or
+    torch's default, as it is).  Inductor reads the variable whenever it looks up its cache."""
+    if folder is not None:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(folder).expanduser().resolve())
+
+
+def cache_folder() -> str:
+    """The folder inductor's cache is in now."""
+    from torch._inductor.runtime.cache_dir_utils import cache_dir
+
+    return cache_dir()
 
 
 def _graph(fields: tuple[str, ...], values, species: Tensor) -> AtomicGraph:

@@ -85,6 +85,11 @@ class TrainConfig:
     "isolated" (config_type=IsolatedAtom frames of the training file), "average" (least squares),
     a dict {symbol: eV}, a path to a file of isolated atoms, or null (zeros).
 
+    Compiling (compile: true): compile_cache is the folder of inductor's cache (null: the
+    TORCHINDUCTOR_CACHE_DIR environment variable, else torch's default under /tmp).  A later run
+    of the same architecture compiles from it in about a minute instead of several, so on a
+    cluster whose /tmp is wiped between jobs it belongs on a persistent file system.
+
     Precision: the model's own `dtype` (model.dtype, or its preset's); the top-level `dtype` is
     the same setting written outside the model section and may not contradict model.dtype.
 
@@ -135,6 +140,9 @@ class TrainConfig:
     progress: bool = True
     max_time: Optional[float] = None
     compile: bool = False  # the training step and validation traced and compiled by inductor (see .compiled)
+    compile_cache: Optional[str] = (
+        None  # inductor's cache folder (null: TORCHINDUCTOR_CACHE_DIR or torch's /tmp default)
+    )
 
     def __post_init__(self) -> None:
         values, problems = typed_values(dataclasses.asdict(self), TrainConfig, "")

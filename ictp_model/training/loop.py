@@ -21,7 +21,7 @@ from ictp_model.files import atomic_text, atomic_torch_save
 from ictp_model.model.io import model_payload, model_state, save_model
 from ictp_model.model.potential import compute_properties, species_index
 
-from .compiled import CompiledPrediction, CompiledStep
+from .compiled import CompiledPrediction, CompiledStep, use_cache_folder
 from .config import TrainConfig
 from .distributed import (
     SINGLE,
@@ -140,6 +140,7 @@ def make_trainer(model: torch.nn.Module, config: TrainConfig, log: Callable[[str
     shift = ShiftFit(len(model.config.elements), config.loss.energy_mode) if refits_shift(config) else None
     if not config.compile:
         return Trainer(model, ema, optimizer, scheduler, shift)
+    use_cache_folder(config.compile_cache)
     step, predict = CompiledStep(model, config.loss, config.loss.stress > 0, log), CompiledPrediction(model, log)
     return Trainer(model, ema, optimizer, scheduler, shift, step, predict)
 

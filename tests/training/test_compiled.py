@@ -136,3 +136,20 @@ def test_a_failed_compile_says_that_compile_false_works(weighted_config, tmp_pat
     with pytest.raises(compiled.CompileFailed, match="no working C\\+\\+ compiler.*compile: false trains"):
         run_training(weighted_config(compile=True, max_epochs=1, output_dir=str(tmp_path / "run")), log=lambda s: None)
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_compile_cache_puts_inductors_cache_in_the_folder_given(weighted_config, tmp_path, monkeypatch):
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    from ictp_model.training.loop import make_trainer
+
+    # restored after the test, so that later tests keep the cache they had
+    monkeypatch.setenv(
+        "TORCHINDUCTOR_CACHE_DIR", compiled.os.environ.get("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    )
+    config = weighted_config(compile=True, compile_cache=str(tmp_path / "inductor"))
+    data, model_config = prepare(config, lambda s: None, SINGLE)
+    make_trainer(build_model(model_config), config, log=lambda s: None)
+    assert compiled.cache_folder() == str(tmp_path / "inductor") and (tmp_path / "inductor").is_dir()
+    make_trainer(build_model(model_config), weighted_config(compile=True), log=lambda s: None)
+    assert compiled.cache_folder() == str(tmp_path / "inductor")  # null leaves the folder in use as it is

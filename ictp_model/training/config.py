@@ -140,9 +140,7 @@ class TrainConfig:
     progress: bool = True
     max_time: Optional[float] = None
     compile: bool = False  # the training step and validation traced and compiled by inductor (see .compiled)
-    compile_cache: Optional[str] = (
-        None  # inductor's cache folder (null: TORCHINDUCTOR_CACHE_DIR or torch's /tmp default)
-    )
+    compile_cache: Optional[str] = None  # inductor's cache folder (see above)
 
     def __post_init__(self) -> None:
         values, problems = typed_values(dataclasses.asdict(self), TrainConfig, "")

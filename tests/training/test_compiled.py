@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import os
 import shutil
 
 import pytest
@@ -144,9 +145,7 @@ def test_compile_cache_puts_inductors_cache_in_the_folder_given(weighted_config,
     from ictp_model.training.loop import make_trainer
 
     # restored after the test, so that later tests keep the cache they had
-    monkeypatch.setenv(
-        "TORCHINDUCTOR_CACHE_DIR", compiled.os.environ.get("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
-    )
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", os.environ.get("TORCHINDUCTOR_CACHE_DIR", default_cache_dir()))
     config = weighted_config(compile=True, compile_cache=str(tmp_path / "inductor"))
     data, model_config = prepare(config, lambda s: None, SINGLE)
     make_trainer(build_model(model_config), config, log=lambda s: None)

@@ -142,7 +142,12 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
             package = torch._inductor.aoti_compile_and_package(
                 program,
                 package_path=str(Path(folder) / "model.pt2"),
-                inductor_configs={"aot_inductor.metadata": {**metadata(network), "device": str(device)}},
+                inductor_configs={
+                    "aot_inductor.metadata": {**metadata(network), "device": str(device)},
+                    # the caller's thread count, not the compiling process's; and with it the
+                    # convolution's scatter_add runs ATen's kernel instead of atomic adds
+                    "cpp.dynamic_threads": True,
+                },
             )
             atomic_write(out, lambda tmp: shutil.copyfile(package, tmp))
         times["compile"] = time.perf_counter() - start

@@ -24,7 +24,7 @@ from ictp_model import build_model
 from ictp_model.data.dataset import InMemoryDataset
 from ictp_model.data.graph import collate
 from ictp_model.data.io import read_samples
-from ictp_model.device import keep_freed_memory
+from ictp_model.device import INDUCTOR_OPTIONS, keep_freed_memory
 from ictp_model.model.potential import compute_properties, forces_from_edges, species_index
 from ictp_model.training.config import LossConfig
 from ictp_model.training.loss import combine, loss_terms
@@ -100,7 +100,7 @@ def main() -> None:
         *[p.clone() for p in parameters], *graph_inputs(model, batches[0])
     )
     trace_s = time.perf_counter() - start
-    compiled_fn = torch.compile(traced, backend="inductor", dynamic=True)
+    compiled_fn = torch.compile(traced, backend="inductor", dynamic=True, options=INDUCTOR_OPTIONS)
 
     def compiled(graph):
         with torch.no_grad():

@@ -44,6 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from ictp_model.data.graph import AtomicGraph
+from ictp_model.device import INDUCTOR_OPTIONS
 from ictp_model.files import atomic_write
 from ictp_model.model.config import ModelConfig
 from ictp_model.model.network import ICTPNetwork, element_table
@@ -144,9 +145,7 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
                 package_path=str(Path(folder) / "model.pt2"),
                 inductor_configs={
                     "aot_inductor.metadata": {**metadata(network), "device": str(device)},
-                    # the caller's thread count, not the compiling process's; and with it the
-                    # convolution's scatter_add runs ATen's kernel instead of atomic adds
-                    "cpp.dynamic_threads": True,
+                    **INDUCTOR_OPTIONS,
                 },
             )
             atomic_write(out, lambda tmp: shutil.copyfile(package, tmp))

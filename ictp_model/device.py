@@ -4,6 +4,11 @@ import platform
 
 import torch
 
+# Inductor settings of every compiled path (.pt2 export, compile: true): kernels take the caller's
+# thread count instead of the compiling process's, and with it inductor hands the convolution's
+# scatter_add to ATen's kernel on CPU, even on one thread (else: one atomic add per element).
+INDUCTOR_OPTIONS = {"cpp.dynamic_threads": True}
+
 
 def check_device(device: str) -> str:
     """``device`` if this machine can use it.

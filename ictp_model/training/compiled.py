@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ictp_model.data.graph import AtomicGraph
+from ictp_model.device import INDUCTOR_OPTIONS
 from ictp_model.model.potential import compute_properties
 
 from .config import ConfigError, LossConfig
@@ -234,7 +235,7 @@ def _compile(network: nn.Module, function: Callable, example: list[Tensor]) -> C
 
     with ungrouped_species(network), _distinct_sizes():
         traced = make_fx(function, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*example)
-    return torch.compile(traced, backend="inductor", dynamic=True)
+    return torch.compile(traced, backend="inductor", dynamic=True, options=INDUCTOR_OPTIONS)
 
 
 def _distinct_sizes():

@@ -118,9 +118,8 @@ def gather_rows(x: Tensor, index: Tensor) -> Tensor:
 def scatter_rows(x: Tensor, index: Tensor, num_rows: int) -> Tensor:
     """out[i] = Σ_{e: index[e] = i} x[e], as scatter_add (see :func:`gather_rows`).
     Shapes: x (E, A, B), index (E,) -> (num_rows, A, B)."""
-    expanded = index.view(-1, 1, 1).expand(x.shape[0], x.shape[1], x.shape[2])
     out = torch.zeros(num_rows, x.shape[1], x.shape[2], dtype=x.dtype, device=x.device)
-    return out.scatter_add(0, expanded, x)
+    return out.scatter_add(0, index.view(-1, 1, 1).expand_as(x), x)
 
 
 def _offsets(sizes: list[int]) -> list[int]:

@@ -45,6 +45,7 @@ class PairICTP : public Pair {
   void load_model(const std::string &path);
   void load_compiled(const std::string &path);          // an AOTInductor package (.pt2)
   void select_device();
+  void default_gpu_budget();                            // memory_mb from the GPU's size
   void build_graph();                                   // graph from the neighbour list
   Results evaluate_model(bool want_virial);
   Results run_compiled(const std::vector<torch::Tensor> &inputs);
@@ -55,6 +56,7 @@ class PairICTP : public Pair {
   bool model_loaded = false;
   torch::Device device = torch::kCPU;
   bool want_cuda = false;
+  int ranks_on_gpu = 1;            // ranks of this node that share this rank's GPU
   bool keep_memory = true;    // allocator keep: glibc keeps freed memory (CPU only)
   double cutoff = 0.0;
   int num_layers = 0;

@@ -47,13 +47,15 @@ class ShiftFit:
         weight = {"per_atom": atoms**-2, "sqrt_atoms": atoms**-1, "total": torch.ones_like(atoms)}[self.energy_mode]
         if graph.weight is not None:
             weight = weight * graph.weight.double()
+        if self.gram.device != counts.device:  # sums stay where the batches are (no copy per step)
+            self.gram, self.moment = self.gram.to(counts.device), self.moment.to(counts.device)
         self.gram += (counts.T * weight) @ counts
         self.moment += (counts.T * weight) @ residual
 
     def solve(self, ranks: Ranks = SINGLE) -> Optional[Tensor]:
         """δ (S,) in float64, the minimum-norm solution (elements that never occur get 0); None
         without structures."""
-        total = all_reduce_sum(torch.cat([self.gram.reshape(-1), self.moment]), ranks)
+        total = all_reduce_sum(torch.cat([self.gram.reshape(-1), self.moment]), ranks).cpu()
         s = self.num_species
         gram, moment = total[: s * s].reshape(s, s).numpy(), total[s * s :].numpy()
         if not np.any(gram):

@@ -223,7 +223,7 @@ class CompiledModel:
         self.dtype = meta["dtype"]
         self.device = torch.device(meta.get("device", "cpu"))
         self.config = ModelConfig.from_dict(json.loads(meta["config"]))
-        self.z_to_index = element_table(self.elements)
+        self.z_to_index = element_table(self.elements).to(self.device)
 
     def __call__(
         self,
@@ -234,19 +234,31 @@ class CompiledModel:
         receivers: list[int],
         compute_virial: bool = True,
     ) -> dict[str, Tensor]:
+        positions, species, edge_index, shifts = self._on_device(positions, species, edge_index, shifts)
         if receivers[-1] == 0:  # no local atom, nothing counts (a package's counts are at least 1)
             values = no_local_atoms(positions.shape[0], positions.device)
         else:
             sizes = layer_sizes(edge_index, receivers)
-            values = self.package(positions.double(), species, edge_index, shifts.double(), *sizes)
+            values = self.package(positions, species, edge_index, shifts, *sizes)
         out = dict(zip(OUTPUTS, values))
         if not compute_virial:
             del out["virial"], out["atom_virial"]
         return out
 
+    def _on_device(self, positions: Tensor, species: Tensor, edge_index: Tensor, shifts: Tensor) -> tuple:
+        """The inputs where the package runs (it was compiled for one device), positions in float64."""
+        f64 = torch.float64
+        return (
+            positions.to(self.device, f64),
+            species.to(self.device),
+            edge_index.to(self.device),
+            shifts.to(self.device, f64),
+        )
+
     def properties(self, graph: AtomicGraph, stress: bool = False) -> dict[str, Tensor]:
         """What :func:`ictp_model.model.compute_properties` returns with forces (and stress), for a
         (batched) graph: node_energy, energy (G,), forces, and with stress virial and stress (G, 3, 3)."""
+        graph = graph.to(self.device)
         species = species_index(self.z_to_index, graph.numbers)
         positions = graph.positions.double()
         shifts = image_offsets(graph.edge_index, graph.shifts.double(), graph.cell.double(), graph.batch)

@@ -70,12 +70,12 @@ def lone_molecule_data(path) -> Path:
     return path
 
 
-def assert_a_rank_without_atoms_changes_nothing(plugin, model, reference, tmp_path):
-    """Two ranks, one of them empty (no local atoms, no ghosts), over a short MD run, equal one
-    rank of the reference model."""
+def assert_a_rank_without_atoms_changes_nothing(plugin, model, reference, tmp_path, pair_style="ictp"):
+    """Two ranks (of ``pair_style``), one of them empty (no local atoms, no ghosts), over a short
+    MD run, equal one CPU rank of the reference model."""
     data = lone_molecule_data(tmp_path / "lone.data")
     one = run(1, plugin, reference, data, tmp_path / "one.json", steps=20)
-    two = run(2, plugin, model, data, tmp_path / "two.json", steps=20)
+    two = run(2, plugin, model, data, tmp_path / "two.json", steps=20, pair_style=pair_style)
     held = [json.loads(Path(f"{tmp_path / 'two.json'}.rank{r}").read_text()) for r in (0, 1)]
     assert {"nlocal": 0, "nghost": 0} in held, held
     assert two["energy"] == pytest.approx(one["energy"], abs=1e-9)

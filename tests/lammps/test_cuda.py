@@ -1,0 +1,82 @@
+"""`pair_style ictp device cuda` equals the CPU in LAMMPS (float64, 1e-10): the TorchScript export
+in its plain and bounded-memory evaluations and the .pt2 compiled for CUDA, on the test systems of
+test_pair_ictp, and two ranks sharing one GPU over an MD run equal one CPU rank.
+
+Skipped where torch sees no GPU (CI); run on a GPU machine (README, "GPUs")."""
+
+import numpy as np
+import pytest
+
+from .helpers import evaluate_in_lammps, write_data
+from .test_bounded import budget_for
+from .test_mpi import assert_a_rank_without_atoms_changes_nothing, run
+from .test_pair_ictp import CASES, cubic_cell
+
+TIGHT = dict(rtol=1e-10, atol=1e-10)
+GPU = "ictp device cuda"
+
+
+def assert_same(got: dict, want: dict, periodic: bool) -> None:
+    for key in ("forces", "energies", "atom_virial") + (("virial",) if periodic else ()):
+        np.testing.assert_allclose(got[key], want[key], err_msg=key, **TIGHT)
+    assert got["energy"] == pytest.approx(want["energy"], rel=1e-12, abs=1e-10)
+
+
+def in_lammps(plugin, model, atoms, order, folder, pair_style: str) -> dict:
+    folder.mkdir()
+    return evaluate_in_lammps(plugin, model, atoms, order, folder, pair_style)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gpu_equals_cpu_in_lammps(plugin, exported, cuda, tmp_path, case):
+    make, order = CASES[case]
+    atoms = make()
+    want = in_lammps(plugin, exported[1], atoms, order, tmp_path / "cpu", "ictp")
+    got = in_lammps(plugin, exported[1], atoms, order, tmp_path / "gpu", GPU)
+    assert_same(got, want, atoms.pbc.all())
+
+
+def test_bounded_evaluation_on_the_gpu_equals_the_plain_one(plugin, exported, cuda, tmp_path):
+    model, path = exported
+    atoms = cubic_cell()
+    want = in_lammps(plugin, path, atoms, ["H", "C", "N", "O"], tmp_path / "cpu", "ictp")
+    style = f"{GPU} memory {budget_for(model, 15)}"
+    assert_same(in_lammps(plugin, path, atoms, ["H", "C", "N", "O"], tmp_path / "gpu", style), want, True)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_cuda_package_equals_the_torchscript_export_on_the_cpu(
+    plugin, exported_light, compiled_light_cuda, tmp_path, case
+):
+    make, order = CASES[case]
+    atoms = make()
+    want = in_lammps(plugin, exported_light[1], atoms, order, tmp_path / "pt", "ictp")
+    got = in_lammps(plugin, compiled_light_cuda[1], atoms, order, tmp_path / "pt2", GPU)
+    assert_same(got, want, atoms.pbc.all())
+
+
+def assert_two_gpu_ranks_over_md_equal_one_cpu_rank(plugin, model, reference, folder) -> None:
+    atoms = cubic_cell().repeat((2, 1, 1))  # two subdomains
+    atoms.rattle(0.02, seed=1)
+    data = folder / "cell.data"
+    write_data(data, atoms, ["H", "C", "N", "O"])
+    want = run(1, plugin, reference, data, folder / "cpu.json", steps=60)
+    got = run(2, plugin, model, data, folder / "gpu.json", steps=60, pair_style=GPU)
+    assert got["nprocs"] == 2
+    assert got["energy"] == pytest.approx(want["energy"], abs=1e-9)
+    np.testing.assert_allclose(got["forces"], want["forces"], atol=1e-9)
+    np.testing.assert_allclose(got["per_atom"], want["per_atom"], atol=1e-9)
+    np.testing.assert_allclose(got["positions"], want["positions"], atol=1e-8)
+    np.testing.assert_allclose(got["etotal"], want["etotal"], atol=1e-8)
+
+
+def test_two_ranks_on_one_gpu_over_md_equal_one_cpu_rank(plugin, exported_light, cuda, tmp_path):
+    assert_two_gpu_ranks_over_md_equal_one_cpu_rank(plugin, exported_light[1], exported_light[1], tmp_path)
+
+
+def test_cuda_package_on_two_ranks_over_md_equals_one_cpu_rank(plugin, exported_light, compiled_light_cuda, tmp_path):
+    assert_two_gpu_ranks_over_md_equal_one_cpu_rank(plugin, compiled_light_cuda[1], exported_light[1], tmp_path)
+
+
+def test_a_gpu_rank_without_atoms(plugin, exported_light, cuda, tmp_path):
+    assert_a_rank_without_atoms_changes_nothing(plugin, exported_light[1], exported_light[1], tmp_path, GPU)

@@ -35,7 +35,7 @@ def bcc_cell(repeat, a: float = 3.2, seed: int = 0) -> Atoms:
     return atoms
 
 
-SYSTEMS = {"molecule27": None, "bcc54": 3, "bcc128": 4, "bcc432": 6, "bcc1024": 8}
+SYSTEMS = {"molecule27": None, "bcc54": 3, "bcc128": 4, "bcc432": 6, "bcc1024": 8, "bcc8192": 16}
 
 
 def system(name: str, molecule_path: str | None = None) -> Atoms:

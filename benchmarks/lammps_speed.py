@@ -7,6 +7,10 @@ ASE path on the same systems, with peak memory per rank.
     # the compiled export (.pt2) beside the TorchScript one, at the paper's default size
     python benchmarks/lammps_speed.py --channels 64 --max-rank 2 --edge-rank 3 --compiled --systems bcc1024,bcc8192
 
+    # on a GPU: pair_style ictp device cuda (its memory budget: half of the GPU), the .pt2 compiled for CUDA
+    python benchmarks/lammps_speed.py --device cuda --channels 64 --max-rank 2 --edge-rank 3 --compiled \
+        --systems bcc1024,bcc8192,bcc32768 --ranks 1 --no-ase
+
     # large-scale MD at the paper's default size: memory per atom (slope between sizes) of the
     # bounded evaluation (pair_style ictp memory M) and of the plain one where it fits
     python benchmarks/lammps_speed.py --channels 64 --max-rank 2 --edge-rank 3 --no-ase \
@@ -19,7 +23,8 @@ timed run whose "Performance" line is reported.  Engines marked "sys" ran with `
 (glibc as it is) instead of the pair style's default `allocator keep`; the ASE path always keeps
 freed memory (ictp_model.device.keep_freed_memory, as `ictp md` does).  The ASE path is ICTPCalculator + VelocityVerlet
 (neighbour list rebuilt every step).  Peak RSS is the largest resident set of any one process
-(one rank).
+(one rank); with --device cuda the GPU's peak memory (nvidia-smi, sampled every 0.2 s) is reported
+beside it.
 """
 
 import argparse
@@ -28,6 +33,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -54,7 +60,14 @@ def build_system(name: str, molecule_path):
 
 
 def lammps_input(
-    data: Path, plugin: str, model: Path, periodic: bool, steps: int, memory_mb: float, allocator: str = "keep"
+    data: Path,
+    plugin: str,
+    model: Path,
+    periodic: bool,
+    steps: int,
+    memory_mb: float,
+    allocator: str = "keep",
+    device: str = "cpu",
 ) -> str:
     # TorchScript specialises during the first three calls: keep them out of the timing, except for
     # the largest cells, where one timed step after the setup's evaluation is all there is time for
@@ -68,6 +81,7 @@ def lammps_input(
             f"read_data {data}",
             f"plugin load {plugin}",
             "pair_style ictp"
+            + (f" device {device}" if device != "cpu" else "")
             + (f" memory {memory_mb:g}" if memory_mb > 0 else "")
             + (" allocator system" if allocator == "system" else ""),
             f"pair_coeff * * {model} {' '.join(ELEMENTS)}",
@@ -82,7 +96,35 @@ def lammps_input(
     )
 
 
-def run_lammps(ranks: int, script: Path, threads: int, preload: bool) -> dict:
+class GpuMemory:
+    """The largest GPU memory in use (MiB, all processes, nvidia-smi) while the block runs."""
+
+    def __init__(self, active: bool):
+        self.active, self.peak_mb = active, float("nan")
+
+    def _sample(self) -> None:
+        while not self.done.wait(0.2):
+            query = ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"]
+            try:
+                used = subprocess.run(query, capture_output=True, text=True, timeout=10).stdout.split()
+                self.peak_mb = max([float(u) for u in used] + [0.0 if self.peak_mb != self.peak_mb else self.peak_mb])
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                return
+
+    def __enter__(self):
+        if self.active:
+            self.done = threading.Event()
+            self.thread = threading.Thread(target=self._sample, daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.active:
+            self.done.set()
+            self.thread.join()
+
+
+def run_lammps(ranks: int, script: Path, threads: int, preload: bool, gpu: bool = False) -> dict:
     from ictp_export import lammps_environment
 
     env = dict(lammps_environment() if preload else os.environ, OMP_NUM_THREADS=str(threads))
@@ -90,7 +132,9 @@ def run_lammps(ranks: int, script: Path, threads: int, preload: bool) -> dict:
     command = [lmp, "-in", str(script), "-log", "none"]
     if ranks > 1:
         command = [str(Path(sys.prefix) / "bin" / "mpiexec"), "-np", str(ranks)] + command
-    result = subprocess.run(["/usr/bin/time", "-f", "MAXRSS %M"] + command, capture_output=True, text=True, env=env)
+    with GpuMemory(gpu) as gpu_memory:
+        timer = ["/usr/bin/time", "-f", "MAXRSS %M"] if os.path.exists("/usr/bin/time") else []  # else no RSS
+        result = subprocess.run(timer + command, capture_output=True, text=True, env=env)
     text = result.stdout + result.stderr
     perf = re.findall(r"Performance: .*?([\d.]+) timesteps/s, ([\d.]+) (k|M)?atom-step/s", text)
     rss = re.findall(r"MAXRSS (\d+)", text)
@@ -103,8 +147,9 @@ def run_lammps(ranks: int, script: Path, threads: int, preload: bool) -> dict:
     return {
         "steps_per_s": float(steps_per_s),
         "atom_steps_per_s": float(atom_steps) * scale,
-        "peak_rss_mb": int(rss[-1]) / 1024,
+        "peak_rss_mb": int(rss[-1]) / 1024 if rss else float("nan"),
         "lammps_mb": float(reported[-1]) if reported else float("nan"),
+        "gpu_mb": gpu_memory.peak_mb,
     }
 
 
@@ -168,6 +213,7 @@ def main() -> None:
         "--allocators", default="keep", help="pair_style ictp allocator: keep (its default), system, or keep,system"
     )
     parser.add_argument("--steps", type=int, default=0, help="timed steps (default: per system, see STEPS)")
+    parser.add_argument("--device", default="cpu", help="pair_style ictp device (cpu or cuda); .pt2 compiled for it")
     parser.add_argument(
         "--no-preload", action="store_true", help="run lmp without LD_PRELOAD of libtorch (see README: float64)"
     )
@@ -189,7 +235,7 @@ def main() -> None:
     print(f"# 2 cores; {threads}; load average at start {os.getloadavg()[0]:.2f}")
     print(
         f"{'system':11} {'atoms':>6} {'dtype':8} {'engine':20} {'steps/s':>9} {'atom-steps/s':>13}"
-        f" {'peak RSS/rank MB':>17} {'LAMMPS says MB':>15}"
+        f" {'peak RSS/rank MB':>17} {'LAMMPS says MB':>15}" + (f" {'GPU peak MB':>12}" if args.device != "cpu" else "")
     )
     peaks: dict[tuple[str, str], list[tuple[int, float]]] = {}
     for dtype in args.dtypes.split(","):
@@ -207,7 +253,7 @@ def main() -> None:
         compiled = None
         if args.compiled:
             start = time.perf_counter()
-            compiled = export_model(model, work / f"model-{dtype}-lammps.pt2")
+            compiled = export_model(model, work / f"model-{dtype}-lammps.pt2", device=args.device)
             print(f"# {dtype}: ictp export --out .pt2 took {time.perf_counter() - start:.0f} s", flush=True)
         for name in args.systems.split(","):
             atoms = build_system(name, args.molecule)
@@ -224,17 +270,23 @@ def main() -> None:
                 for ranks in [int(r) for r in args.ranks.split(",")]:
                     script = work / f"in.{name}"
                     script.write_text(
-                        lammps_input(data, plugin, exported, atoms.pbc.any(), steps, memory_mb, allocator)
+                        lammps_input(data, plugin, exported, atoms.pbc.any(), steps, memory_mb, allocator, args.device)
                     )
-                    result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
+                    result = run_lammps(
+                        ranks, script, args.threads or 2 // ranks, not args.no_preload, args.device != "cpu"
+                    )
                     rows.append((f"lammps x{ranks}{label}", result))
                     if "error" not in result:
                         peaks.setdefault((dtype, f"x{ranks}{label}"), []).append((len(atoms), result["peak_rss_mb"]))
             for allocator in allocators if compiled else []:
                 for ranks in [int(r) for r in args.ranks.split(",")]:
                     script = work / f"in.{name}.pt2"
-                    script.write_text(lammps_input(data, plugin, compiled, atoms.pbc.any(), steps, 0.0, allocator))
-                    result = run_lammps(ranks, script, threads=args.threads or 2 // ranks, preload=not args.no_preload)
+                    script.write_text(
+                        lammps_input(data, plugin, compiled, atoms.pbc.any(), steps, 0.0, allocator, args.device)
+                    )
+                    result = run_lammps(
+                        ranks, script, args.threads or 2 // ranks, not args.no_preload, args.device != "cpu"
+                    )
                     rows.append((f"lammps x{ranks} pt2{ALLOCATOR_LABEL[allocator]}", result))
             if not args.no_ase:
                 rows.append(("ase", run_ase(atoms, model_path, max(2, steps // 4), threads=2)))
@@ -246,7 +298,8 @@ def main() -> None:
                 else:
                     print(
                         f"{name:11} {len(atoms):6d} {dtype:8} {engine:20} {r['steps_per_s']:9.4f}"
-                        f" {r['atom_steps_per_s']:13.0f} {r['peak_rss_mb']:17.0f} {r.get('lammps_mb', float('nan')):15.1f}",
+                        f" {r['atom_steps_per_s']:13.0f} {r['peak_rss_mb']:17.0f} {r.get('lammps_mb', float('nan')):15.1f}"
+                        + (f" {r.get('gpu_mb', float('nan')):12.0f}" if args.device != "cpu" else ""),
                         flush=True,
                     )
     print_slopes(peaks)

@@ -12,10 +12,13 @@ is compiled in a process of its own first (the compile time is printed), then ti
 --allocators system,keep times every configuration under both allocator settings: glibc as it is,
 and glibc told to keep freed memory (ictp_model.device.keep_freed_memory, pair_style ictp's default).
 
+--device cuda runs every model on the GPU (the .pt2 compiled for it); each timed call ends with a
+synchronisation, and the memory column is then the peak of torch's GPU allocator, not the RSS.
+
 Usage:
     python benchmarks/speed.py [--channels 64] [--dtype float64] [--molecule ../shared/data/3bpa/train_300K.xyz]
                                [--systems molecule27,bcc54,bcc128] [--batches 1,16] [--no-mace] [--compiled]
-                               [--allocators system,keep]
+                               [--allocators system,keep] [--device cuda]
 """
 
 import argparse
@@ -35,6 +38,7 @@ def run_worker(spec: dict) -> dict:
     from common import build_mace, copies, current_rss_mb, mace_batch, median_time, peak_rss_mb, system
 
     torch.set_num_threads(spec["threads"])
+    device = torch.device(spec.get("device", "cpu"))
     if spec["allocator"] == "keep":
         from ictp_model.device import keep_freed_memory
 
@@ -45,8 +49,11 @@ def run_worker(spec: dict) -> dict:
     dtype = getattr(torch, spec["dtype"])
     baseline = current_rss_mb()
     if spec["model"] == "mace":
-        model = build_mace(spec["channels"], 2, spec["dtype"], CUTOFF, avg_num_neighbors=15.0)
-        batch = mace_batch(structures, CUTOFF, spec["dtype"])
+        model = build_mace(spec["channels"], 2, spec["dtype"], CUTOFF, avg_num_neighbors=15.0).to(device)
+        batch = {
+            k: v.to(device) if torch.is_tensor(v) else v
+            for k, v in mace_batch(structures, CUTOFF, spec["dtype"]).items()
+        }
         num_edges = int(batch["edge_index"].shape[1])
 
         def energy_forces():
@@ -67,8 +74,8 @@ def run_worker(spec: dict) -> dict:
         from ictp_model.data.graph import collate, graph_from_atoms
         from ictp_model.model import compute_properties
 
-        model = ictp_network(spec)
-        graph = collate([graph_from_atoms(a, CUTOFF, dtype=dtype) for a in structures])
+        model = ictp_network(spec).to(device)
+        graph = collate([graph_from_atoms(a, CUTOFF, dtype=dtype) for a in structures]).to(device)
         num_edges = graph.num_edges
 
         if spec.get("package"):  # the .pt2 through the path ICTPCalculator and `ictp eval` take
@@ -96,12 +103,19 @@ def run_worker(spec: dict) -> dict:
             return step
 
     fn = train_step_fn() if spec["mode"] == "train" else energy_forces
+    if device.type == "cuda":  # a call is done when the GPU is
+        work = fn
+
+        def fn():
+            work()
+            torch.cuda.synchronize(device)
+
     seconds = median_time(fn, spec["repeats"])
     return {
         **spec,
         "ms_per_structure": 1e3 * seconds / spec["batch"],
         "ms_per_call": 1e3 * seconds,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_rss_mb(),
         "baseline_rss_mb": baseline,
         "num_edges": num_edges,
         "num_atoms": sum(len(a) for a in structures),
@@ -139,7 +153,7 @@ def compile_worker(spec: dict) -> dict:
 
     torch.set_num_threads(spec["threads"])
     start = time.perf_counter()
-    compile_network(ictp_network(spec), spec["package"])
+    compile_network(ictp_network(spec), spec["package"], spec.get("device", "cpu"))
     return {**spec, "compile_s": time.perf_counter() - start}
 
 
@@ -199,6 +213,7 @@ def main() -> None:
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--compiled", action="store_true", help="also the compiled export (.pt2) of each variant")
     parser.add_argument("--allocators", default="system", help="system, keep or both (system,keep)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (every model on the GPU)")
     parser.add_argument("--json", help="also write all rows to this file")
     args = parser.parse_args()
     if not set(args.allocators.split(",")) <= {"keep", "system"}:
@@ -209,7 +224,9 @@ def main() -> None:
         return
     packages = tempfile.TemporaryDirectory()
 
-    base = dict(channels=args.channels, dtype=args.dtype, threads=args.threads, repeats=args.repeats)
+    base = dict(
+        channels=args.channels, dtype=args.dtype, threads=args.threads, repeats=args.repeats, device=args.device
+    )
     if args.molecule:
         base["molecule"] = os.path.abspath(args.molecule)
     specs = []
@@ -217,13 +234,14 @@ def main() -> None:
         specs += configurations(dict(base, allocator=allocator), args, packages.name)
 
     print(
-        f"# {args.channels} channels, {args.dtype}, {args.threads} threads, L = 2, l_max = 3, nu = 3, 2 layers, r_c = 5 A"
+        f"# {args.channels} channels, {args.dtype}, {args.threads} threads, L = 2, l_max = 3, nu = 3, 2 layers, r_c = 5 A,"
+        f" device {args.device}"
     )
     print(f"# median of {args.repeats} after 3 warm-up calls; load average at start {os.getloadavg()[0]:.2f}")
     header = (
         f"{'alloc':6} {'system':10} {'mode':5} {'batch':>5} {'model':7} {'storage':7} {'edges':>7} {'ms/struct':>10}"
     )
-    header += f" {'peak RSS MB':>11} {'x MACE':>7}"
+    header += f" {'peak GPU MB' if args.device.startswith('cuda') else 'peak RSS MB':>11} {'x MACE':>7}"
     print(header)
     rows, reference, compiled = [], {}, {}
     for spec in specs:

@@ -96,7 +96,7 @@ def _checkpoint(model, ema, optimizer, scheduler, state: FitState, config: Train
         "fingerprint": fingerprint,
         "model": model_payload(model),
         "ema": None if ema is None else {k: v.detach().cpu() for k, v in ema.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
+        "optimizer": on_cpu(optimizer.state_dict()),  # a CPU-only machine reads a GPU run's checkpoint
         "scheduler": scheduler.state_dict(),
         "epoch": state.epoch,
         "best_valid_loss": state.best_valid_loss,
@@ -105,6 +105,17 @@ def _checkpoint(model, ema, optimizer, scheduler, state: FitState, config: Train
         "history": state.history,
         "train_config": config.to_dict(),
     }
+
+
+def on_cpu(value):
+    """``value`` (nested dicts, lists and tuples) with every tensor moved to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: on_cpu(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(on_cpu(v) for v in value)
+    return value
 
 
 @dataclass

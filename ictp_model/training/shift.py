@@ -69,4 +69,4 @@ def apply_shift(modules: list[torch.nn.Module], delta: Optional[Tensor]) -> None
     if delta is None:
         return
     for module in modules:
-        module.energy_shift += delta.to(module.energy_shift.dtype)
+        module.energy_shift += delta.to(module.energy_shift.device, module.energy_shift.dtype)

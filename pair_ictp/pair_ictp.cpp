@@ -481,7 +481,8 @@ PairICTP::Results PairICTP::evaluate_model(bool want_virial)
   torch::Tensor edge_index = torch::from_blob(edge_buffer.data(), {2, nedges}, int64);
   torch::Tensor edge_shifts = torch::from_blob(graph.shifts.data(), {nedges, 3}, float64);
   const double budget = (memory_mb > 0.0 ? memory_mb : default_memory_mb) * 1048576.0;
-  model_working_bytes = std::min(budget, bytes_per_edge * static_cast<double>(nedges));
+  // host memory only: on a GPU the model's working set is the GPU's (LAMMPS reports the rank's memory)
+  model_working_bytes = device.is_cpu() ? std::min(budget, bytes_per_edge * static_cast<double>(nedges)) : 0.0;
 
   if (package && graph.receivers.back() == 0) {    // no local atom (a package's counts are at least 1)
     return Results{torch::zeros({}, float64), torch::zeros({0}, float64), torch::zeros({nused, 3}, float64),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ictp_model.data.dataset import GraphDataset
 from ictp_model.files import atomic_text, atomic_torch_save
@@ -50,15 +50,17 @@ def epoch_batches(n: int, batch_size: int, shuffle: bool, seed: int = 0) -> list
     return [order[start : start + batch_size] for start in range(0, n, batch_size)]
 
 
-def warmup_ema(decay: float):
+def warmup_ema(decay: float, warmup: bool = True):
     """EMA whose decay ramps up as min(decay, (1 + n) / (10 + n)) after n updates (MACE's, from
     torch_ema): early averages forget the random initial weights within a few steps instead of
-    keeping 41 % of them after the first epoch of 90 steps."""
+    keeping 41 % of them after the first epoch of 90 steps.  warmup=False: the fixed decay.
+    Integer buffers (the element table) are copied, never averaged: torch's own EMA rounds them
+    through float32 and truncates (decay 0.9 turned index 3 into 2)."""
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged) -> None:
         n = float(num_averaged)
-        weight = 1.0 - min(decay, (1.0 + n) / (10.0 + n))
+        weight = 1.0 - (min(decay, (1.0 + n) / (10.0 + n)) if warmup else decay)
         if torch.is_floating_point(averaged[0]):
             torch._foreach_lerp_(averaged, current, weight)
         else:
@@ -146,7 +148,7 @@ def make_trainer(model: torch.nn.Module, config: TrainConfig, log: Callable[[str
     )
     ema = None
     if config.ema_decay is not None:
-        average = warmup_ema(config.ema_decay) if config.ema_warmup else get_ema_multi_avg_fn(config.ema_decay)
+        average = warmup_ema(config.ema_decay, warmup=config.ema_warmup)
         ema = AveragedModel(model, multi_avg_fn=average, use_buffers=True)
     shift = ShiftFit(len(model.config.elements), config.loss.energy_mode) if refits_shift(config) else None
     if not config.compile:

@@ -2,6 +2,7 @@
 EMA forgets its random start within a few steps."""
 
 import numpy as np
+import pytest
 import torch
 from ase.io import read, write
 
@@ -80,3 +81,24 @@ def test_the_saved_shift_is_the_least_squares_one_on_the_sets_named(emt_files, t
     assert np.allclose(on_train, 0.0, atol=1e-9) and not np.allclose(on_valid, 0.0, atol=1e-6)
     on_train, on_valid = moments["train+valid"]
     assert np.allclose(on_train + on_valid, 0.0, atol=1e-9) and not np.allclose(on_train, 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_copies_the_element_table_instead_of_averaging_it(warmup):
+    """torch's fixed-decay EMA averaged integer buffers through float32 and truncated them
+    (decay 0.9: element index 3 became 2, a silently wrong species in the saved model)."""
+    from torch.optim.swa_utils import AveragedModel
+
+    from ..model.structures import small_model
+
+    model = small_model()
+    ema = AveragedModel(model, multi_avg_fn=warmup_ema(0.9, warmup=warmup), use_buffers=True)
+    for _ in range(3):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1)
+        ema.update_parameters(model)
+    assert torch.equal(ema.module.z_to_index, model.z_to_index)
+    weight = next(model.parameters())
+    averaged = next(ema.module.parameters())
+    assert not torch.equal(averaged, weight) and averaged.dtype == weight.dtype

@@ -122,6 +122,8 @@ class _TracedGraphs:
             with torch.no_grad(), _compile_threads(), _distinct_sizes():
                 out = compiled(*state, *inputs)
         except Exception as error:
+            if not first or isinstance(error, torch.cuda.OutOfMemoryError):  # not the compiler's fault
+                raise
             raise CompileFailed(
                 f"compiling the {self.what} failed ({type(error).__name__}: "
                 f"{str(error).strip().splitlines()[0][:300] if str(error).strip() else ''}). It needs a C++ "

@@ -11,6 +11,7 @@ epoch may leave a rank with no structures (DDP requires a forward on every rank)
 loss normalisation must use global counts to reproduce a single-process run exactly.
 """
 
+import datetime
 import os
 import re
 from dataclasses import dataclass
@@ -85,10 +86,13 @@ def init(device: str) -> tuple[Ranks, str]:
     ranks = Ranks(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"]))
     cuda = device.startswith("cuda")
     if cuda:
-        device = f"cuda:{ranks.local_rank}"
+        # modulo: under srun --gpus-per-task=1 each process sees one GPU, as cuda:0
+        device = f"cuda:{ranks.local_rank % torch.cuda.device_count()}"
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://")
+        # NCCL's default is 10 minutes; a cold compile (compile: true) or rank 0's plots can take longer
+        timeout = datetime.timedelta(minutes=60)
+        dist.init_process_group(backend="nccl" if cuda else "gloo", init_method="env://", timeout=timeout)
     return ranks, device
 
 

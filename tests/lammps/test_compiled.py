@@ -6,10 +6,10 @@ of test_pair_ictp (periodic images, a cell smaller than the cutoff, types in ano
 import numpy as np
 import pytest
 
-from .helpers import evaluate_in_lammps, write_data
+from .helpers import evaluate_in_lammps
 from .test_errors import run_lmp
-from .test_mpi import assert_a_rank_without_atoms_changes_nothing, run
-from .test_pair_ictp import CASES, cubic_cell
+from .test_mpi import assert_a_rank_without_atoms_changes_nothing, assert_two_ranks_over_md_equal
+from .test_pair_ictp import CASES
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
 
@@ -28,18 +28,7 @@ def test_compiled_equals_torchscript_in_lammps(plugin, exported_light, compiled_
 
 
 def test_compiled_on_two_ranks_over_md_equals_torchscript(plugin, exported_light, compiled_light, tmp_path):
-    atoms = cubic_cell().repeat((2, 1, 1))  # two subdomains
-    atoms.rattle(0.02, seed=1)
-    data = tmp_path / "cell.data"
-    write_data(data, atoms, ["H", "C", "N", "O"])
-    want = run(2, plugin, exported_light[1], data, tmp_path / "pt.json", steps=60)
-    got = run(2, plugin, compiled_light[1], data, tmp_path / "pt2.json", steps=60)
-    assert got["nprocs"] == 2
-    assert got["energy"] == pytest.approx(want["energy"], abs=1e-9)
-    np.testing.assert_allclose(got["forces"], want["forces"], atol=1e-9)
-    np.testing.assert_allclose(got["per_atom"], want["per_atom"], atol=1e-9)
-    np.testing.assert_allclose(got["positions"], want["positions"], atol=1e-8)
-    np.testing.assert_allclose(got["etotal"], want["etotal"], atol=1e-8)
+    assert_two_ranks_over_md_equal(plugin, compiled_light[1], exported_light[1], tmp_path)
 
 
 def test_compiled_on_a_rank_without_atoms(plugin, exported_light, compiled_light, tmp_path):

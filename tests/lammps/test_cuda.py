@@ -7,9 +7,9 @@ Skipped where torch sees no GPU (CI); run on a GPU machine (README, "GPUs")."""
 import numpy as np
 import pytest
 
-from .helpers import evaluate_in_lammps, write_data
+from .helpers import evaluate_in_lammps
 from .test_bounded import budget_for
-from .test_mpi import assert_a_rank_without_atoms_changes_nothing, run
+from .test_mpi import assert_a_rank_without_atoms_changes_nothing, assert_two_ranks_over_md_equal
 from .test_pair_ictp import CASES, cubic_cell
 
 TIGHT = dict(rtol=1e-10, atol=1e-10)
@@ -55,27 +55,12 @@ def test_cuda_package_equals_the_torchscript_export_on_the_cpu(
     assert_same(got, want, atoms.pbc.all())
 
 
-def assert_two_gpu_ranks_over_md_equal_one_cpu_rank(plugin, model, reference, folder) -> None:
-    atoms = cubic_cell().repeat((2, 1, 1))  # two subdomains
-    atoms.rattle(0.02, seed=1)
-    data = folder / "cell.data"
-    write_data(data, atoms, ["H", "C", "N", "O"])
-    want = run(1, plugin, reference, data, folder / "cpu.json", steps=60)
-    got = run(2, plugin, model, data, folder / "gpu.json", steps=60, pair_style=GPU)
-    assert got["nprocs"] == 2
-    assert got["energy"] == pytest.approx(want["energy"], abs=1e-9)
-    np.testing.assert_allclose(got["forces"], want["forces"], atol=1e-9)
-    np.testing.assert_allclose(got["per_atom"], want["per_atom"], atol=1e-9)
-    np.testing.assert_allclose(got["positions"], want["positions"], atol=1e-8)
-    np.testing.assert_allclose(got["etotal"], want["etotal"], atol=1e-8)
-
-
 def test_two_ranks_on_one_gpu_over_md_equal_one_cpu_rank(plugin, exported_light, cuda, tmp_path):
-    assert_two_gpu_ranks_over_md_equal_one_cpu_rank(plugin, exported_light[1], exported_light[1], tmp_path)
+    assert_two_ranks_over_md_equal(plugin, exported_light[1], exported_light[1], tmp_path, 1, GPU)
 
 
 def test_cuda_package_on_two_ranks_over_md_equals_one_cpu_rank(plugin, exported_light, compiled_light_cuda, tmp_path):
-    assert_two_gpu_ranks_over_md_equal_one_cpu_rank(plugin, compiled_light_cuda[1], exported_light[1], tmp_path)
+    assert_two_ranks_over_md_equal(plugin, compiled_light_cuda[1], exported_light[1], tmp_path, 1, GPU)
 
 
 def test_a_gpu_rank_without_atoms(plugin, exported_light, cuda, tmp_path):

@@ -58,6 +58,23 @@ def test_one_and_two_ranks_agree_and_nve_conserves_energy(plugin, exported_light
     assert drift < 1e-4, f"total energy drifted by {drift:.2e} eV/atom over 200 steps of 0.5 fs"
 
 
+def assert_two_ranks_over_md_equal(plugin, model, reference, folder, reference_ranks=2, pair_style="ictp"):
+    """Two ranks of ``model`` under ``pair_style`` over 60 MD steps of a cell split in two equal
+    ``reference_ranks`` CPU ranks of ``reference``: energies, forces, per-atom energies, trajectory."""
+    atoms = cubic_cell().repeat((2, 1, 1))  # two subdomains
+    atoms.rattle(0.02, seed=1)
+    data = folder / "cell.data"
+    write_data(data, atoms, ["H", "C", "N", "O"])
+    want = run(reference_ranks, plugin, reference, data, folder / "reference.json", steps=60)
+    got = run(2, plugin, model, data, folder / "model.json", steps=60, pair_style=pair_style)
+    assert got["nprocs"] == 2
+    assert got["energy"] == pytest.approx(want["energy"], abs=1e-9)
+    np.testing.assert_allclose(got["forces"], want["forces"], atol=1e-9)
+    np.testing.assert_allclose(got["per_atom"], want["per_atom"], atol=1e-9)
+    np.testing.assert_allclose(got["positions"], want["positions"], atol=1e-8)
+    np.testing.assert_allclose(got["etotal"], want["etotal"], atol=1e-8)
+
+
 def lone_molecule_data(path) -> Path:
     """A molecule in a 60 Å periodic box, centred at x = 15: on two ranks (split along x) the
     second rank's subdomain, x in [30, 60], holds no atom, and no atom lies within the ghost

@@ -28,6 +28,7 @@ beside it.
 """
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -265,12 +266,13 @@ def main() -> None:
             steps = args.steps or STEPS[name]
             modes = [("", args.memory)] + ([(" plain", UNBOUNDED_MB)] if len(atoms) <= args.plain_up_to else [])
             allocators = args.allocators.split(",")
-            for allocator, (label, memory_mb) in [(a, m) for a in allocators for m in modes]:
-                label += ALLOCATOR_LABEL[allocator]
+            exports = [("", exported)] + ([(" pt2", compiled)] if compiled else [])
+            for (kind, path), allocator, (label, memory_mb) in itertools.product(exports, allocators, modes):
+                label = kind + label + ALLOCATOR_LABEL[allocator]
                 for ranks in [int(r) for r in args.ranks.split(",")]:
                     script = work / f"in.{name}"
                     script.write_text(
-                        lammps_input(data, plugin, exported, atoms.pbc.any(), steps, memory_mb, allocator, args.device)
+                        lammps_input(data, plugin, path, atoms.pbc.any(), steps, memory_mb, allocator, args.device)
                     )
                     result = run_lammps(
                         ranks, script, args.threads or 2 // ranks, not args.no_preload, args.device != "cpu"
@@ -278,16 +280,6 @@ def main() -> None:
                     rows.append((f"lammps x{ranks}{label}", result))
                     if "error" not in result:
                         peaks.setdefault((dtype, f"x{ranks}{label}"), []).append((len(atoms), result["peak_rss_mb"]))
-            for allocator in allocators if compiled else []:
-                for ranks in [int(r) for r in args.ranks.split(",")]:
-                    script = work / f"in.{name}.pt2"
-                    script.write_text(
-                        lammps_input(data, plugin, compiled, atoms.pbc.any(), steps, 0.0, allocator, args.device)
-                    )
-                    result = run_lammps(
-                        ranks, script, args.threads or 2 // ranks, not args.no_preload, args.device != "cpu"
-                    )
-                    rows.append((f"lammps x{ranks} pt2{ALLOCATOR_LABEL[allocator]}", result))
             if not args.no_ase:
                 rows.append(("ase", run_ase(atoms, model_path, max(2, steps // 4), threads=2)))
                 if compiled:

@@ -22,9 +22,23 @@ species_matmul's ungrouped form (:mod:`ictp_model.nn.linear`), the one AOTInduct
 compiles exactly.  Atom, edge and layer counts are dynamic dimensions: one package serves every
 neighbour list.
 
-Not compiled: the memory-bounded evaluation (:mod:`ictp_model.model.bounded`).  Its chunks are a
-loop whose length depends on the data, which an ahead-of-time graph cannot hold; a system beyond
-the memory of the plain path needs the ``.pt`` export.
+The memory-bounded evaluation (:mod:`ictp_model.model.bounded`) is compiled by pieces: its
+chunk loop has a data-dependent length, which an ahead-of-time graph cannot hold, so the package
+holds, besides ``model`` (the plain path above), one compiled :class:`ChunkStep` per layer and
+direction, and the caller runs the loop (:class:`CompiledChunks` here, the same loop in
+pair_style ictp):
+
+    update_t    (t < T-1)  h blocks (N_c, C, d) [none for t = 0], species (N_c,), vectors (E_c, 3),
+                           edge_index (2, E_c), a tensor of length R  ->  layer t's output blocks (R, C, d)
+    backward_t             h blocks, species, vectors, edge_index, site_weights (R,), adjoint blocks
+                           (R, C, d) [none for t = T-1]  ->  site (R,), ∂L/∂vectors (E_c, 3), ∂L/∂h
+    vectors                positions (N, 3), edge_index (2, E), shifts (E, 3)  ->  vectors (E, 3)
+    outputs                node_energy (n,), ∂E/∂vectors (E, 3), vectors, edge_index, positions  ->
+                           the five outputs above
+
+(vectors and gradients in the model's dtype; see :class:`ChunkStep` for L).  ``model``'s metadata
+adds ``bytes_per_edge`` (the working memory per edge of a chunk, which sets the chunk size) and
+``default_memory_mb`` (the budget when none is given), as the TorchScript export's attributes.
 
 Route (torch 2.13): ``make_fx`` with symbolic shapes traces the forward *with* its
 ``torch.autograd.grad`` (the backward becomes part of the graph); its constants become buffers;
@@ -38,23 +52,26 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch._inductor.package import load_package, package_aoti
 
 from ictp_model.data.graph import AtomicGraph
 from ictp_model.device import INDUCTOR_OPTIONS
 from ictp_model.files import atomic_write
+from ictp_model.model.bounded import DEFAULT_MEMORY_MB, bytes_per_edge
 from ictp_model.model.config import ModelConfig
 from ictp_model.model.network import ICTPNetwork, element_table
 from ictp_model.model.potential import image_offsets, species_index, stress_from_virial
+from ictp_model.tensor.blocks import block_dim
 
-from .lammps_model import FORMAT_VERSION, interface_attributes, interface_outputs
+from .lammps_model import FORMAT_VERSION, OUTPUTS, edge_vectors, interface_attributes, interface_outputs
+from .pieces import CompiledChunks, piece_programs
 
 INTERFACE = "ictp-aoti"
-PACKAGE_VERSION = 2  # 2: per-layer receivers as size inputs (1: every layer updated every atom)
-OUTPUTS = ("energy", "node_energy", "forces", "virial", "atom_virial")
+PACKAGE_VERSION = 3  # 3: the bounded evaluation's pieces; 2: per-layer receivers as size inputs; 1: all atoms
 
 
 class CompileError(RuntimeError):
@@ -75,8 +92,7 @@ class CompiledInterface(nn.Module):
         layers = len(self.network.layers)
         receivers = [x.shape[0] for x in layer_sizes[:layers]]
         edge_counts = [edge_index.shape[1]] + [x.shape[0] for x in layer_sizes[layers:]]
-        vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts
-        vectors = vectors.to(dtype).requires_grad_(True)
+        vectors = edge_vectors(positions, edge_index, shifts, dtype).requires_grad_(True)
         node_energy = self.network(species, edge_index, vectors, receivers, edge_counts)
         gradients = torch.autograd.grad([node_energy.sum()], [vectors])[0]
         out = interface_outputs(node_energy, gradients, vectors.detach(), edge_index, positions.shape[0], True)
@@ -124,6 +140,27 @@ def example_inputs(network: ICTPNetwork, num_atoms: int = 23, seed: int = 0) -> 
     return positions, species, edge_index, shifts, receivers
 
 
+def traceable_example(network: ICTPNetwork) -> tuple:
+    """example_inputs whose dynamic sizes (atoms, receivers and edges of every layer) differ from
+    each other and from every fixed size (channels, block dimensions): tracing gives equal sizes
+    one symbol, which would tie them together in the compiled graph."""
+    storage = network.config.storage
+    fixed = {1, 2, 3, int(network.config.channels)}
+    fixed |= {block_dim(l, storage) for layer in network.layers for l, _ in layer.out_blocks}
+    for seed in range(32):
+        try:
+            example = example_inputs(network, seed=seed)
+        except ValueError:
+            continue
+        edge_index, receivers = example[2], example[4]
+        bounds = torch.tensor(receivers[1:], dtype=edge_index.dtype)
+        sizes = [example[0].shape[0], edge_index.shape[1], *receivers]
+        sizes += torch.searchsorted(edge_index[0].contiguous(), bounds).tolist()
+        if len(set(sizes)) == len(sizes) and not fixed & set(sizes):
+            return example
+    raise ValueError("no example graph with distinct sizes found")  # (not seen: 32 seeds)
+
+
 def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "cpu") -> dict:
     """Compile ``network`` into the package ``out`` (written atomically); returns the seconds of
     each stage.  Raises CompileError on failure."""
@@ -133,23 +170,25 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
     for module in network.modules():  # the form of species_matmul that AOTInductor compiles exactly
         if hasattr(module, "grouped_species"):
             module.grouped_species = False
-    positions, species, edge_index, shifts, receivers = example_inputs(network)
+    example = traceable_example(network)
+    positions, species, edge_index, shifts, receivers = example
     args = tuple(x.to(device) for x in (positions, species, edge_index, shifts, *layer_sizes(edge_index, receivers)))
-    times: dict = {}
+    programs = {"model": (CompiledInterface(network), args, _interface_dims(len(receivers)))}
+    programs.update(piece_programs(network, example, device))
+    memory = {"bytes_per_edge": json.dumps(bytes_per_edge(network)), "default_memory_mb": json.dumps(DEFAULT_MEMORY_MB)}
+    meta = {**metadata(network), "device": str(device), **memory}
+    times: dict = {"trace": 0.0, "export": 0.0, "compile": 0.0}
     try:
-        program = _export(CompiledInterface(network), args, times)
-        start = time.perf_counter()
         with tempfile.TemporaryDirectory() as folder:
-            package = torch._inductor.aoti_compile_and_package(
-                program,
-                package_path=str(Path(folder) / "model.pt2"),
-                inductor_configs={
-                    "aot_inductor.metadata": {**metadata(network), "device": str(device)},
-                    **INDUCTOR_OPTIONS,
-                },
-            )
+            files = {}
+            for name, (module, example_args, dims) in programs.items():
+                program = _export(module, example_args, dims, times)
+                start = time.perf_counter()
+                options = {"aot_inductor.package": True, "aot_inductor.metadata": meta, **INDUCTOR_OPTIONS}
+                files[name] = torch._inductor.aot_compile(program.module(), example_args, options=options)
+                times["compile"] += time.perf_counter() - start
+            package = package_aoti(str(Path(folder) / "model.pt2"), files)
             atomic_write(out, lambda tmp: shutil.copyfile(package, tmp))
-        times["compile"] = time.perf_counter() - start
     except Exception as error:  # what fails here is the toolchain or an op, not the model
         raise CompileError(
             f"compiling the .pt2 failed ({type(error).__name__}: {str(error).strip().splitlines()[0][:300]}). "
@@ -159,8 +198,18 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
     return times
 
 
-def _export(module: nn.Module, args: tuple, times: dict) -> torch.export.ExportedProgram:
-    from torch.export import Dim, export
+def _interface_dims(layers: int) -> tuple:
+    """The dynamic sizes of the plain interface's inputs (``model``)."""
+    from torch.export import Dim
+
+    atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)  # a lone atom; an atom without neighbours
+    receivers = tuple({0: Dim(f"receivers_{t}", min=1)} for t in range(layers))  # (callers skip 0 locals)
+    edge_counts = tuple({0: Dim(f"edges_{t}", min=0)} for t in range(1, layers))
+    return ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}) + receivers + edge_counts
+
+
+def _export(module: nn.Module, args: tuple, dynamic: tuple, times: dict) -> torch.export.ExportedProgram:
+    from torch.export import export
     from torch.fx.experimental.proxy_tensor import make_fx
 
     start = time.perf_counter()
@@ -172,15 +221,10 @@ def _export(module: nn.Module, args: tuple, times: dict) -> torch.export.Exporte
                 value = getattr(graph, node.target)
                 delattr(graph, node.target)
                 graph.register_buffer(node.target, value)
-    times["trace"] = time.perf_counter() - start
+    times["trace"] += time.perf_counter() - start
     start = time.perf_counter()
-    atoms, edges = Dim("atoms", min=1), Dim("edges", min=0)  # a lone atom; an atom without neighbours
-    layers = (len(args) - 3) // 2
-    receivers = tuple({0: Dim(f"receivers_{t}", min=1)} for t in range(layers))  # (callers skip 0 locals)
-    edge_counts = tuple({0: Dim(f"edges_{t}", min=0)} for t in range(1, layers))
-    dynamic = ({0: atoms}, {0: atoms}, {1: edges}, {0: edges}) + receivers + edge_counts
     program = export(graph, args, dynamic_shapes=dynamic, strict=False)
-    times["export"] = time.perf_counter() - start
+    times["export"] += time.perf_counter() - start
     return program
 
 
@@ -224,6 +268,15 @@ class CompiledModel:
         self.device = torch.device(meta.get("device", "cpu"))
         self.config = ModelConfig.from_dict(json.loads(meta["config"]))
         self.z_to_index = element_table(self.elements).to(self.device)
+        index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
+        pieces = {name: load_package(path, name, device_index=index) for name in ("vectors", "outputs")}
+        self.edge_vectors, self.outputs = pieces["vectors"], pieces["outputs"]
+        self.chunks = CompiledChunks(
+            lambda name: load_package(path, name, device_index=index),
+            self.num_layers,
+            float(meta["bytes_per_edge"]),
+            float(meta["default_memory_mb"]),
+        )
 
     def __call__(
         self,
@@ -233,17 +286,35 @@ class CompiledModel:
         shifts: Tensor,
         receivers: list[int],
         compute_virial: bool = True,
+        memory_mb: float = 0.0,
     ) -> dict[str, Tensor]:
+        """memory_mb: the working-memory budget as in the TorchScript export (<= 0: its default);
+        a graph whose edges do not fit is evaluated in chunks by the compiled steps."""
         positions, species, edge_index, shifts = self._on_device(positions, species, edge_index, shifts)
-        if receivers[-1] == 0:  # no local atom, nothing counts (a package's counts are at least 1)
-            values = no_local_atoms(positions.shape[0], positions.device)
-        else:
-            sizes = layer_sizes(edge_index, receivers)
-            values = self.package(positions, species, edge_index, shifts, *sizes)
-        out = dict(zip(OUTPUTS, values))
+        out = dict(zip(OUTPUTS, self._evaluate(positions, species, edge_index, shifts, receivers, memory_mb)))
         if not compute_virial:
             del out["virial"], out["atom_virial"]
         return out
+
+    def _evaluate(
+        self,
+        positions: Tensor,
+        species: Tensor,
+        edge_index: Tensor,
+        shifts: Tensor,
+        receivers: list[int],
+        memory_mb: Optional[float],
+    ) -> list[Tensor]:
+        """The five outputs, plain or in chunks (inputs on the package's device)."""
+        if receivers[-1] == 0:  # no local atom, nothing counts (a package's counts are at least 1)
+            return no_local_atoms(positions.shape[0], positions.device)
+        if memory_mb is None or edge_index.shape[1] <= self.chunks.chunk_edges(memory_mb):
+            return self.package(positions, species, edge_index, shifts, *layer_sizes(edge_index, receivers))
+        vectors = self.edge_vectors(positions, edge_index, shifts)
+        energy, gradients = self.chunks.chunked(
+            species, edge_index, vectors, receivers, self.chunks.chunk_edges(memory_mb)
+        )
+        return self.outputs(energy, gradients, vectors, edge_index, positions)
 
     def _on_device(self, positions: Tensor, species: Tensor, edge_index: Tensor, shifts: Tensor) -> tuple:
         """The inputs where the package runs (it was compiled for one device), positions in float64."""
@@ -255,15 +326,18 @@ class CompiledModel:
             shifts.to(self.device, f64),
         )
 
-    def properties(self, graph: AtomicGraph, stress: bool = False) -> dict[str, Tensor]:
+    def properties(
+        self, graph: AtomicGraph, stress: bool = False, memory_mb: Optional[float] = None
+    ) -> dict[str, Tensor]:
         """What :func:`ictp_model.model.compute_properties` returns with forces (and stress), for a
-        (batched) graph: node_energy, energy (G,), forces, and with stress virial and stress (G, 3, 3)."""
+        (batched) graph: node_energy, energy (G,), forces, and with stress virial and stress (G, 3, 3).
+        memory_mb as there: None evaluates all atoms at once, else within that budget (<= 0: the default)."""
         graph = graph.to(self.device)
         species = species_index(self.z_to_index, graph.numbers)
         positions = graph.positions.double()
         shifts = image_offsets(graph.edge_index, graph.shifts.double(), graph.cell.double(), graph.batch)
-        sizes = layer_sizes(graph.edge_index, [graph.num_nodes] * self.num_layers)  # every atom, every edge
-        values = dict(zip(OUTPUTS, self.package(positions, species, graph.edge_index, shifts, *sizes)))
+        receivers = [graph.num_nodes] * self.num_layers  # every atom, every edge
+        values = dict(zip(OUTPUTS, self._evaluate(positions, species, graph.edge_index, shifts, receivers, memory_mb)))
         node_energy = values["node_energy"]
         energy = torch.zeros(graph.num_graphs, dtype=torch.float64, device=positions.device)
         out = {"node_energy": node_energy, "energy": energy.index_add(0, graph.batch, node_energy)}

@@ -52,6 +52,7 @@ from ictp_model.model.network import ICTPNetwork
 from ictp_model.model.potential import edge_virials, forces_from_edges
 
 FORMAT_VERSION = 2
+OUTPUTS = ("energy", "node_energy", "forces", "virial", "atom_virial")  # (the order of the compiled outputs)
 
 
 def interface_attributes(config: ModelConfig) -> dict:
@@ -85,13 +86,18 @@ class LAMMPSModel(torch.nn.Module):
         compute_virial: bool,
         memory_mb: float = 0.0,
     ) -> dict[str, Tensor]:
-        dtype = self.evaluation.network.embedding.dtype
-        positions = positions.double()
-        vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts.double()
-        vectors = vectors.to(dtype)
+        vectors = edge_vectors(positions, edge_index, shifts, self.evaluation.network.embedding.dtype)
         max_edges = self.evaluation.chunk_edges(memory_mb)
         node_energy, gradients = self.evaluation(species, edge_index, vectors, receivers, max_edges)
         return interface_outputs(node_energy, gradients, vectors, edge_index, positions.shape[0], compute_virial)
+
+
+def edge_vectors(positions: Tensor, edge_index: Tensor, shifts: Tensor, dtype: torch.dtype) -> Tensor:
+    """r_j - r_i + shift for every edge, formed in float64 and then cast to the model's dtype.
+    Shapes: (N, 3), (2, E), (E, 3) -> (E, 3)."""
+    positions = positions.double()
+    vectors = positions.index_select(0, edge_index[1]) - positions.index_select(0, edge_index[0]) + shifts.double()
+    return vectors.to(dtype)
 
 
 def interface_outputs(

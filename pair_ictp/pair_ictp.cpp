@@ -30,6 +30,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <limits>
 #include <cmath>
 #include <cstring>
 #include <dlfcn.h>
@@ -45,8 +46,9 @@ namespace {
 constexpr int FORMAT_VERSION = 2;
 constexpr int OLDEST_FORMAT_VERSION = 1;
 constexpr int MEMORY_ARGUMENT_VERSION = 2;    // forward(..., memory_mb) and its evaluation's attributes
-// the compiled package's inputs (ictp_export/compiled.py): 2 adds the per-layer counts as input lengths
-constexpr int PACKAGE_VERSION = 2;
+// the compiled package (ictp_export/compiled.py): 2 adds the per-layer counts as input lengths, 3 the
+// bounded-memory evaluation's steps
+constexpr int PACKAGE_VERSION = 3;
 
 template <typename T> double capacity_bytes(const std::vector<T> &v)
 {
@@ -232,6 +234,7 @@ void PairICTP::default_gpu_budget()
 void PairICTP::load_model(const std::string &path)
 {
   package.reset();
+  chunked.reset();
   if (path.size() > 4 && path.compare(path.size() - 4, 4, ".pt2") == 0) {
     load_compiled(path);
     return;
@@ -331,23 +334,22 @@ void PairICTP::load_compiled(const std::string &path)
   if (format_version != FORMAT_VERSION)
     error->all(FLERR, "pair_style ictp: compiled model '{}' has format version {}, this plugin reads {}", path,
                format_version, FORMAT_VERSION);
-  if (memory_mb > 0.0 && comm->me == 0)
-    error->warning(FLERR,
-                   "pair_style ictp: a compiled model evaluates all atoms at once; 'memory' is ignored (the .pt "
-                   "export has the bounded-memory evaluation)");
   cutoff = std::stod(meta["cutoff"]);
   num_layers = std::stoi(meta["num_layers"]);
   model_elements = json_strings(meta["elements"]);
-  bytes_per_edge = default_memory_mb = 0.0;
+  bytes_per_edge = std::stod(meta["bytes_per_edge"]);
+  default_memory_mb = std::stod(meta["default_memory_mb"]);
   select_device();
   const std::string compiled_for = meta.count("device") ? meta["device"] : "cpu";
   if ((compiled_for.rfind("cuda", 0) == 0) != device.is_cuda())
     error->all(FLERR, "pair_style ictp: '{}' was compiled for {}, but this pair style runs on {}; compile it for "
                "this device (ictp export --device ...) or use the .pt export", path, compiled_for,
                device.is_cuda() ? "cuda" : "cpu");
+  if (device.is_cuda() && memory_mb <= 0.0) default_gpu_budget();
   try {
-    package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(
-        path, "model", false, 1, device.is_cuda() ? device.index() : static_cast<c10::DeviceIndex>(-1));
+    const c10::DeviceIndex index = device.is_cuda() ? device.index() : static_cast<c10::DeviceIndex>(-1);
+    package = std::make_unique<torch::inductor::AOTIModelPackageLoader>(path, "model", false, 1, index);
+    chunked = std::make_unique<ictp::CompiledChunks>(path, num_layers, index);
   } catch (const std::exception &e) {
     std::string what = e.what();
     error->all(FLERR, "pair_style ictp: cannot load the compiled model '{}': {}", path,
@@ -483,6 +485,17 @@ PairICTP::Results PairICTP::evaluate_model(bool want_virial)
   const double budget = (memory_mb > 0.0 ? memory_mb : default_memory_mb) * 1048576.0;
   // host memory only: on a GPU the model's working set is the GPU's (LAMMPS reports the rank's memory)
   model_working_bytes = device.is_cpu() ? std::min(budget, bytes_per_edge * static_cast<double>(nedges)) : 0.0;
+  // as the model decides (ictp_model/model/bounded.py): all at once if every edge fits, else chunks
+  const auto max_edges = bytes_per_edge > 0.0
+      ? static_cast<int64_t>(std::max(1.0, std::floor(budget / bytes_per_edge)))
+      : std::numeric_limits<int64_t>::max();
+  if (nedges > max_edges && !told_chunks) {
+    told_chunks = true;
+    if (comm->me == 0)
+      utils::logmesg(lmp, "pair_style ictp: {} edges exceed the memory budget ({:.0f} MiB): evaluating in chunks "
+                     "of at most {} edges, slower than all at once (raise it with 'memory M')\n",
+                     nedges, budget / 1048576.0, max_edges);
+  }
 
   if (package && graph.receivers.back() == 0) {    // no local atom (a package's counts are at least 1)
     return Results{torch::zeros({}, float64), torch::zeros({0}, float64), torch::zeros({nused, 3}, float64),
@@ -493,6 +506,7 @@ PairICTP::Results PairICTP::evaluate_model(bool want_virial)
                                       edge_shifts.to(device)};
     auto sizes = torch::TensorOptions().dtype(torch::kFloat32).device(device);
     for (int64_t n : graph.receivers) inputs.push_back(torch::empty({n}, sizes));
+    if (nedges > max_edges) return run_chunked(inputs, max_edges);
     for (size_t t = 1; t < graph.receivers.size(); t++) {    // edges are sorted by centre
       auto end = std::lower_bound(graph.centres.begin(), graph.centres.end(), graph.receivers[t]);
       inputs.push_back(torch::empty({static_cast<int64_t>(end - graph.centres.begin())}, sizes));
@@ -533,6 +547,19 @@ PairICTP::Results PairICTP::run_compiled(const std::vector<torch::Tensor> &input
   }
   if (out.size() != 5) error->one(FLERR, "pair_style ictp: the compiled model returned {} outputs, not 5", out.size());
   return Results{out[0], out[1], out[2], out[3], out[4]};    // node_energy: the local atoms only
+}
+
+PairICTP::Results PairICTP::run_chunked(const std::vector<torch::Tensor> &inputs, int64_t max_edges)
+{
+  std::vector<torch::Tensor> out;
+  try {
+    out = chunked->evaluate(inputs[0], inputs[1], inputs[2], inputs[3], graph.centres, graph.receivers, max_edges);
+  } catch (const std::exception &e) {
+    std::string what = e.what();
+    error->one(FLERR, "pair_style ictp: compiled model evaluation (in chunks) failed: {}",
+               what.substr(0, what.find('\n')));
+  }
+  return Results{out[0], out[1], out[2], out[3], out[4]};
 }
 
 void PairICTP::add_results(const Results &out)

@@ -18,6 +18,7 @@ PairStyle(ictp,PairICTP);
 
 #include "pair.h"
 
+#include "compiled_chunks.h"
 #include "graph_builder.h"
 
 #include <memory>
@@ -49,10 +50,12 @@ class PairICTP : public Pair {
   void build_graph();                                   // graph from the neighbour list
   Results evaluate_model(bool want_virial);
   Results run_compiled(const std::vector<torch::Tensor> &inputs);
+  Results run_chunked(const std::vector<torch::Tensor> &inputs, int64_t max_edges);    // bounded memory
   void add_results(const Results &out);                 // forces, energies, virials
 
   torch::jit::Module model;
   std::unique_ptr<torch::inductor::AOTIModelPackageLoader> package;    // set for a .pt2
+  std::unique_ptr<ictp::CompiledChunks> chunked;    // a .pt2's bounded-memory evaluation
   bool model_loaded = false;
   torch::Device device = torch::kCPU;
   bool want_cuda = false;
@@ -67,6 +70,7 @@ class PairICTP : public Pair {
   double bytes_per_edge = 0.0;       // the model's working memory per edge (format 2; 0: not known)
   double default_memory_mb = 0.0;    // the model's budget when memory is not given
   double model_working_bytes = 0.0;  // the model's estimate of its working set at the last step
+  bool told_chunks = false;          // the log said that the evaluation runs in chunks
   bool raised_cutghost = false;      // init_style raised comm->cutghostuser from cutghost_before
   double cutghost_before = 0.0, raised_cutghost_to = 0.0;
 

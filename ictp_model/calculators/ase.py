@@ -111,8 +111,6 @@ class ICTPCalculator(Calculator):
             if m.config.elements != first.elements or m.config.cutoff != first.cutoff:
                 raise ValueError("committee models must share elements and cutoff")
         self.compiled = [not isinstance(m, ICTPNetwork) for m in self.models]
-        if any(self.compiled) and memory_mb > 0:
-            raise ValueError("a .pt2 model evaluates all atoms at once; memory_mb needs the model file (.pt)")
         self.dtype = torch.float64 if self.compiled[0] else self.models[0].embedding.dtype
         self.neighbours = NeighbourCache(float(first.cutoff), skin)
         self.memory_mb = float(memory_mb)
@@ -145,7 +143,7 @@ class ICTPCalculator(Calculator):
     def _evaluate(self, graph: AtomicGraph, stress: bool) -> list[dict]:
         graph = graph.to(self.device)
         return [
-            m.properties(graph, stress)
+            m.properties(graph, stress, self.memory_mb)
             if compiled
             else compute_properties(m, graph, forces=True, stress=stress, memory_mb=self.memory_mb)
             for m, compiled in zip(self.models, self.compiled)

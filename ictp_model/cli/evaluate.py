@@ -18,7 +18,7 @@ from ictp_model.training.evaluation import evaluate, is_compiled
 from ictp_model.training.metrics import format_table
 
 
-def _load(path: str, device: str, memory_mb: float):
+def _load(path: str, device: str):
     """The model file, or a compiled export (.pt2) run as it was compiled."""
     if Path(path).suffix != ".pt2":
         return load_model(path, check_device(device))
@@ -27,13 +27,11 @@ def _load(path: str, device: str, memory_mb: float):
     compiled = CompiledModel(path)
     if compiled.device != torch.device(check_device(device)):
         raise ValueError(f"{path} was compiled for {compiled.device}, not {device}; export it again for {device}")
-    if memory_mb > 0:
-        raise ValueError(f"{path}: a .pt2 evaluates all atoms at once; --memory needs the model file (.pt)")
     return compiled
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    model = _load(args.model, args.device, args.memory)
+    model = _load(args.model, args.device)
     config = model.config
     keys = Keys(args.energy_key, args.forces_key, args.stress_key, args.virials_key)
     # read and check every file before writing anything

@@ -51,6 +51,77 @@ def bytes_per_edge(network: ICTPNetwork) -> float:
     return size * worst
 
 
+class ChunkStep(nn.Module):
+    """Layer t on one chunk of receivers: the unit the bounded evaluation loops over, and what the
+    compiled export compiles once per layer (:mod:`ictp_export.compiled`).
+
+    A chunk is a local graph: its R receivers first, then the other atoms its edges hear; edges
+    centred on the receivers, in local indices.  Shapes: h the layer's input blocks (N_c, C, d)
+    (ignored by layer 0, whose input is the element embedding), species (N_c,), vectors (E_c, 3),
+    edge_index (2, E_c).
+    """
+
+    def __init__(self, network: ICTPNetwork, t: int):
+        super().__init__()
+        self.network = network  # shared with the evaluation that holds this step
+        self.layer = network.layers[t]
+        self.readout = network.readouts[t]
+        self.first = t == 0
+        self.last = t == len(network.layers) - 1
+        self.scalar = network.scalar_index[t]
+
+    def update(
+        self, h: list[Tensor], species: Tensor, vectors: Tensor, edge_index: Tensor, num_receivers: int
+    ) -> list[Tensor]:
+        """The layer's output blocks for the R receivers (R, C, d), without autograd."""
+        harmonics, radial = self._edge_features(vectors)
+        return self.layer(self._inputs(h, species), species, harmonics, radial, edge_index, num_receivers)
+
+    def backward(
+        self,
+        h: list[Tensor],
+        species: Tensor,
+        vectors: Tensor,
+        edge_index: Tensor,
+        site_weights: Tensor,
+        adjoint: list[Tensor],
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """The receivers' site energies from this layer (R,), and the derivatives of
+
+            L = Σ_r site_weights[r] · site[r] + Σ_k ⟨out_k, adjoint_k⟩
+
+        with respect to the vectors (E_c, 3) and (layer t > 0) the input blocks h (N_c, C, d).
+        site_weights (R,) is 1 for the receivers whose energy counts and 0 for the others; adjoint
+        the blocks of λ^(t+1) = ∂E/∂h^(t+1) at the receivers (empty for the last layer).  The last
+        layer's sites include the element offsets (E0 + shift)."""
+        num_receivers = site_weights.shape[0]
+        v = vectors.detach().requires_grad_(True)
+        inputs = [x.detach().requires_grad_(True) for x in h] if not self.first else []
+        harmonics, radial = self._edge_features(v)
+        out = self.layer(self._inputs(inputs, species), species, harmonics, radial, edge_index, num_receivers)
+        net = self.network
+        site = net.scale * self.readout(out[self.scalar].squeeze(-1))
+        if self.last:
+            site = site + net.site_offsets(site.dtype).index_select(0, species[:num_receivers])
+        objective = (site * site_weights).sum()
+        for k in range(len(adjoint)):
+            objective = objective + (out[k] * adjoint[k]).sum()
+        grads = torch.autograd.grad([objective], [v] + inputs, allow_unused=True)
+        dv = grads[0]
+        dh: list[Tensor] = []
+        for k in range(len(inputs)):
+            g = grads[k + 1]
+            dh.append(torch.zeros_like(inputs[k]) if g is None else g)
+        return site.detach(), torch.zeros_like(vectors) if dv is None else dv, dh
+
+    def _inputs(self, h: list[Tensor], species: Tensor) -> list[Tensor]:
+        return [self.network.embed(species)] if self.first else h
+
+    def _edge_features(self, vectors: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.network.edge_features(vectors)
+        return features[0], features[1]
+
+
 class BoundedEvaluation(nn.Module):
     """(species, edge_index, vectors[, receivers]) -> (per-atom energies, g = ∂E/∂vectors) with at
     most ``max_edges`` edges per chunk.
@@ -58,11 +129,16 @@ class BoundedEvaluation(nn.Module):
     Same arguments and ordering rules as :meth:`ICTPNetwork.forward`: edges sorted by centre, and
     with ``receivers`` layer t updates the first receivers[t] atoms.  Shapes: species (N,),
     edge_index (2, E), vectors (E, 3) -> (receivers[-1] or N,), (E, 3).
+
+    The chunk loop calls each layer only through :meth:`_update` and :meth:`_backward` (one
+    :class:`ChunkStep` per layer); the compiled export's evaluation replaces those two with the
+    compiled steps and keeps the loop.
     """
 
     def __init__(self, network: ICTPNetwork):
         super().__init__()
         self.network = network
+        self.steps = nn.ModuleList([ChunkStep(network, t) for t in range(len(network.layers))])
         self.num_layers = len(network.layers)
         self.bytes_per_edge = bytes_per_edge(network)
         self.default_memory_mb = DEFAULT_MEMORY_MB
@@ -82,6 +158,17 @@ class BoundedEvaluation(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         if edge_index.shape[1] <= max_edges:  # everything in one chunk: the plain path, as fast
             return self._plain(species, edge_index, vectors, receivers)
+        return self.chunked(species, edge_index, vectors, receivers, max_edges)
+
+    def chunked(
+        self,
+        species: Tensor,
+        edge_index: Tensor,
+        vectors: Tensor,
+        receivers: Optional[list[int]],
+        max_edges: int,
+    ) -> tuple[Tensor, Tensor]:
+        """The chunk loop, whatever the number of edges."""
         centres = edge_index[0]
         if bool((centres[1:] < centres[:-1]).any()):  # chunks need the edges sorted by centre
             order = torch.argsort(centres, stable=True)
@@ -98,7 +185,7 @@ class BoundedEvaluation(nn.Module):
         max_edges: int,
     ) -> tuple[Tensor, Tensor]:
         counts: list[int] = [species.shape[0]] * self.num_layers if receivers is None else receivers
-        offsets = [self._edge_offsets(edge_index, n) for n in counts]  # per layer (R_t + 1,), on CPU
+        offsets = [_edge_offsets(edge_index, n) for n in counts]  # per layer (R_t + 1,), on CPU
         chunks = [_chunks(o, max_edges) for o in offsets]
         features = self._features(species, edge_index, vectors, chunks)
         return self._energy_and_gradients(species, edge_index, vectors, counts, chunks, features)
@@ -112,14 +199,33 @@ class BoundedEvaluation(nn.Module):
         g = grads[0]
         return node_energy.detach(), torch.zeros_like(vectors) if g is None else g
 
-    def _edge_features(self, vectors: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.network.edge_features(vectors)
-        return features[0], features[1]
+    def _update(
+        self, t: int, h: list[Tensor], species: Tensor, vectors: Tensor, edge_index: Tensor, num_receivers: int
+    ) -> list[Tensor]:
+        """ChunkStep.update of layer t."""
+        out: list[Tensor] = []
+        # TorchScript cannot index a ModuleList by a variable: scan for the wanted step (T is 2 or 3)
+        for i, step in enumerate(self.steps):
+            if i == t:
+                out = step.update(h, species, vectors, edge_index, num_receivers)
+        return out
 
-    def _edge_offsets(self, edge_index: Tensor, num_receivers: int) -> Tensor:
-        """offsets[r] = the first edge centred on receiver r; offsets[R] = the layer's edge count."""
-        bounds = torch.arange(num_receivers + 1, dtype=edge_index.dtype, device=edge_index.device)
-        return torch.searchsorted(edge_index[0].contiguous(), bounds).cpu()
+    def _backward(
+        self,
+        t: int,
+        h: list[Tensor],
+        species: Tensor,
+        vectors: Tensor,
+        edge_index: Tensor,
+        site_weights: Tensor,
+        adjoint: list[Tensor],
+    ) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """ChunkStep.backward of layer t."""
+        out: tuple[Tensor, Tensor, list[Tensor]] = (site_weights, vectors, h)
+        for i, step in enumerate(self.steps):
+            if i == t:
+                out = step.backward(h, species, vectors, edge_index, site_weights, adjoint)
+        return out
 
     def _features(
         self,
@@ -128,26 +234,25 @@ class BoundedEvaluation(nn.Module):
         vectors: Tensor,
         chunks: list[list[list[int]]],
     ) -> list[list[Tensor]]:
-        """The inputs of every layer, without autograd: [h^(0), …, h^(T-1)], h^(0) the embedding
-        (N, C, 1) and h^(t+1) blocks (R_t, C, d).  The last layer's output is not needed: the
-        backward recomputes each layer from its input."""
-        net = self.network
+        """The inputs of every layer, without autograd: [h^(0), …, h^(T-1)], h^(0) empty (layer 0
+        embeds the elements itself) and h^(t+1) blocks (R_t, C, d).  The last layer's output is
+        not needed: the backward recomputes each layer from its input."""
+        num_nodes = species.shape[0]
         with torch.no_grad():
-            h: list[Tensor] = [net.embed(species)]
+            h: list[Tensor] = []
             features: list[list[Tensor]] = [h]
-            for t, layer in enumerate(net.layers):
-                if t < self.num_layers - 1:  # (no break: TorchScript unrolls loops over modules)
-                    outputs: list[list[Tensor]] = []
-                    for chunk in chunks[t]:
-                        nodes, local_edges = _local_graph(edge_index, chunk, h[0].shape[0])
-                        harmonics, radial = self._edge_features(vectors[chunk[2] : chunk[3]])
-                        h_local = [x.index_select(0, nodes) for x in h]
-                        out = layer(
-                            h_local, species.index_select(0, nodes), harmonics, radial, local_edges, chunk[1] - chunk[0]
-                        )
-                        outputs.append(out)
-                    h = [torch.cat([o[k] for o in outputs], dim=0) for k in range(len(outputs[0]))]
-                    features.append(h)
+            for t in range(self.num_layers - 1):
+                outputs: list[list[Tensor]] = []
+                for chunk in chunks[t]:
+                    nodes, local_edges = _local_graph(edge_index, chunk, num_nodes)
+                    h_local = [x.index_select(0, nodes) for x in h]
+                    out = self._update(
+                        t, h_local, species.index_select(0, nodes), vectors[chunk[2] : chunk[3]], local_edges,
+                        chunk[1] - chunk[0],
+                    )  # fmt: skip
+                    outputs.append(out)
+                h = [torch.cat([o[k] for o in outputs], dim=0) for k in range(len(outputs[0]))]
+                features.append(h)
         return features
 
     def _energy_and_gradients(
@@ -159,43 +264,34 @@ class BoundedEvaluation(nn.Module):
         chunks: list[list[list[int]]],
         features: list[list[Tensor]],
     ) -> tuple[Tensor, Tensor]:
-        net = self.network
-        num_out = counts[-1]
+        num_nodes, num_out = species.shape[0], counts[-1]
         energy = torch.zeros(num_out, dtype=vectors.dtype, device=vectors.device)
         g = torch.zeros_like(vectors)
         adjoint: list[Tensor] = []  # λ^(t+1) = ∂E/∂h^(t+1) through the later layers; none after the last
-        # TorchScript cannot index a ModuleList by a variable nor reverse it: visit layers T-1 … 0 by
-        # scanning for the one wanted (T is 2 or 3, so the scans cost nothing)
-        for wanted in range(self.num_layers - 1, -1, -1):
-            for t, (layer, readout) in enumerate(zip(net.layers, net.readouts)):
-                if t == wanted:
-                    inputs = features[t]
-                    scalar = net.scalar_index[t]
-                    previous = [torch.zeros_like(x) for x in inputs] if t > 0 else []
-                    for chunk in chunks[t]:
-                        r0, r1, e0, e1 = chunk[0], chunk[1], chunk[2], chunk[3]
-                        nodes, local_edges = _local_graph(edge_index, chunk, inputs[0].shape[0])
-                        v = vectors[e0:e1].detach().requires_grad_(True)
-                        harmonics, radial = self._edge_features(v)
-                        h_local = [x.index_select(0, nodes).detach().requires_grad_(t > 0) for x in inputs]
-                        out = layer(h_local, species.index_select(0, nodes), harmonics, radial, local_edges, r1 - r0)
-                        n_out = max(0, min(r1, num_out) - r0)
-                        site = net.scale * readout(out[scalar].squeeze(-1))[:n_out]
-                        energy[r0 : r0 + n_out] += site.detach()
-                        objective = site.sum()
-                        for k in range(len(adjoint)):
-                            objective = objective + (out[k] * adjoint[k][r0:r1]).sum()
-                        wrt = [v] + h_local if t > 0 else [v]
-                        grads = torch.autograd.grad([objective], wrt, allow_unused=True)
-                        dv = grads[0]
-                        if dv is not None:
-                            g[e0:e1] += dv
-                        for k in range(len(previous)):
-                            dh = grads[k + 1]
-                            if dh is not None:
-                                previous[k].index_add_(0, nodes, dh)
-                    adjoint = previous
-        return energy + net.site_offsets(energy.dtype).detach().index_select(0, species[:num_out]), g
+        for t in range(self.num_layers - 1, -1, -1):
+            inputs = features[t]
+            previous = [torch.zeros_like(x) for x in inputs]
+            for chunk in chunks[t]:
+                r0, r1, e0, e1 = chunk[0], chunk[1], chunk[2], chunk[3]
+                nodes, local_edges = _local_graph(edge_index, chunk, num_nodes)
+                n_out = max(0, min(r1, num_out) - r0)  # receivers whose energies count
+                weights = (torch.arange(r1 - r0, device=vectors.device) < n_out).to(vectors.dtype)
+                site, dv, dh = self._backward(
+                    t, [x.index_select(0, nodes) for x in inputs], species.index_select(0, nodes), vectors[e0:e1],
+                    local_edges, weights, [x[r0:r1] for x in adjoint],
+                )  # fmt: skip
+                energy[r0 : r0 + n_out] += site[:n_out]
+                g[e0:e1] += dv
+                for k in range(len(previous)):
+                    previous[k].index_add_(0, nodes, dh[k])
+            adjoint = previous
+        return energy, g
+
+
+def _edge_offsets(edge_index: Tensor, num_receivers: int) -> Tensor:
+    """offsets[r] = the first edge centred on receiver r; offsets[R] = the layer's edge count."""
+    bounds = torch.arange(num_receivers + 1, dtype=edge_index.dtype, device=edge_index.device)
+    return torch.searchsorted(edge_index[0].contiguous(), bounds).cpu()
 
 
 def _chunks(offsets: Tensor, max_edges: int) -> list[list[int]]:

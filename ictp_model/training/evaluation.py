@@ -31,7 +31,7 @@ def _predict(
     model, batch: AtomicGraph, stress: bool, memory_mb: Optional[float], compiled: Optional[CompiledPrediction]
 ) -> dict:
     if is_compiled(model):  # forces and stress come out of the package (derived there by the same code)
-        return model.properties(batch, stress)
+        return model.properties(batch, stress, memory_mb)
     if compiled is not None:
         return compiled(model, batch, species_index(model.z_to_index, batch.numbers), stress)
     return compute_properties(model, batch, forces=True, stress=stress, memory_mb=memory_mb)

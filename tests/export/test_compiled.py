@@ -4,6 +4,8 @@ of sizes other than the one it was traced on (one package, no recompiling).
 
 The package is the session's compiled_light (tests/conftest.py): one compile for all tests."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -37,6 +39,25 @@ def test_compiled_equals_the_torchscript_export(package, num_atoms, seed):
     got = compiled(positions, species, edge_index, shifts, receivers, True)
     want = scripted(positions, species, edge_index, shifts, receivers, True)
     assert sorted(got) == sorted(want)
+    assert got["node_energy"].shape == (receivers[-1],)
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], **TIGHT, msg=key)
+
+
+@pytest.mark.parametrize("num_atoms, seed", [(23, 0), (40, 2)])
+@pytest.mark.parametrize("edges_per_chunk", [1, 15, 60])
+def test_compiled_in_chunks_equals_the_torchscript_export(package, num_atoms, seed, edges_per_chunk):
+    """The bounded-memory evaluation by the package's compiled steps (chunks of receivers of at
+    most ``edges_per_chunk`` edges) equals the TorchScript export's plain evaluation."""
+    net = network()
+    compiled = CompiledModel(package)
+    scripted = torch.jit.script(LAMMPSModel(net))
+    positions, species, edge_index, shifts, receivers = example_inputs(net, num_atoms, seed)
+    shifts = torch.randn(shifts.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) * 0.1
+    memory_mb = edges_per_chunk * compiled.chunks.bytes_per_edge / 2**20
+    assert compiled.chunks.chunk_edges(memory_mb) == edges_per_chunk < edge_index.shape[1] / 3
+    got = compiled(positions, species, edge_index, shifts, receivers, True, memory_mb)
+    want = scripted(positions, species, edge_index, shifts, receivers, True)
     assert got["node_energy"].shape == (receivers[-1],)
     for key in want:
         torch.testing.assert_close(got[key], want[key], **TIGHT, msg=key)
@@ -95,7 +116,7 @@ def test_a_package_of_an_older_input_layout_is_refused(package, monkeypatch):
             return {k: v for k, v in self.loaded.get_metadata().items() if k != "package_version"}
 
     monkeypatch.setattr(torch._inductor, "aoti_load_package", Older)
-    with pytest.raises(ValueError, match=r"package version 1, this ictp reads 2; export it again"):
+    with pytest.raises(ValueError, match=r"package version 1, this ictp reads 3; export it again"):
         CompiledModel(package)
 
 
@@ -103,8 +124,9 @@ def test_a_failed_compile_says_why_and_names_the_pt_export(tmp_path, monkeypatch
     def fail(*args, **kwargs):
         raise OSError("g++: command not found")
 
-    monkeypatch.setattr(compiled_module, "_export", lambda module, args, times: None)  # (tracing: tested above)
-    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", fail)
+    traced = SimpleNamespace(module=lambda: None)  # (tracing: tested above)
+    monkeypatch.setattr(compiled_module, "_export", lambda module, args, dynamic, times: traced)
+    monkeypatch.setattr(torch._inductor, "aot_compile", fail)
     out = tmp_path / "model.pt2"
     with pytest.raises(CompileError, match=r"g\+\+: command not found.*ictp export --out model-lammps.pt"):
         compile_network(network(), out)
@@ -130,9 +152,20 @@ def test_calculator_on_the_package_equals_the_calculator_on_the_model(package):
         ICTPCalculator(str(package), dtype="float32")
 
 
+def test_calculator_on_the_package_in_bounded_memory(package):
+    """ICTPCalculator(.pt2, memory_mb=...) evaluates in chunks and equals the eager model."""
+    budget = 10 * CompiledModel(package).chunks.bytes_per_edge / 2**20  # chunks of 10 edges
+    compiled, eager = ICTPCalculator(str(package), memory_mb=budget), ICTPCalculator(network())
+    for atoms in (triclinic_cell(), organic_molecule()):
+        for key in ["energy", "forces", "energies"] + (["stress"] if atoms.pbc.any() else []):
+            got, want = compiled.get_property(key, atoms), eager.get_property(key, atoms)
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=key)
+
+
 def test_ictp_eval_on_the_package_equals_ictp_eval_on_the_model(compiled_light, tmp_path):
     """`ictp eval --model m.pt2` reports the metrics and writes the predictions of `--model m.pt`
-    (periodic cells with stress and molecules, in batches): the same numbers to 1e-10."""
+    (periodic cells with stress and molecules, in batches), also with --memory: the same numbers
+    to 1e-10."""
     import json
 
     from ase.io import read, write
@@ -168,4 +201,11 @@ def test_ictp_eval_on_the_package_equals_ictp_eval_on_the_model(compiled_light, 
         np.testing.assert_allclose(g.arrays["ICTP_forces"], w.arrays["ICTP_forces"], **TIGHT)
         if w.pbc.any():
             np.testing.assert_allclose(g.info["ICTP_stress"], w.info["ICTP_stress"], **TIGHT)
-    assert main(["eval", "--model", str(package), "--data", str(tmp_path / "data.xyz"), "--memory", "64"]) == 2
+    # --memory: the package's compiled steps in chunks of ~10 edges, the same metrics
+    budget = f"{10 * CompiledModel(package).chunks.bytes_per_edge / 2**20:.6g}"
+    args = ["eval", "--model", str(package), "--data", str(tmp_path / "data.xyz"), "--memory", budget]
+    assert main(args + ["--json", str(tmp_path / "chunks.json")]) == 0
+    chunked = json.loads((tmp_path / "chunks.json").read_text())
+    for group in want:
+        for metric in want[group]:
+            np.testing.assert_allclose(chunked[group][metric], want[group][metric], **TIGHT, err_msg=metric)

@@ -45,14 +45,19 @@ def test_chunked_equals_plain_in_lammps(plugin, variant_export, tmp_path, make):
 
 def test_chunked_on_one_and_two_ranks(plugin, exported_light, tmp_path):
     model, path = exported_light
+    assert_chunked_md_equals_plain(plugin, path, path, f"ictp memory {budget_for(model, 20)}", tmp_path)
+
+
+def assert_chunked_md_equals_plain(plugin, chunked_model, plain_model, style: str, tmp_path) -> None:
+    """20 MD steps of a 32-atom cell with ``chunked_model`` under pair_style ``style`` on 1 and 2
+    ranks equal ``plain_model`` evaluated all at once on 1 rank."""
     atoms = cubic_cell().repeat((2, 1, 1))
     atoms.rattle(0.02, seed=1)
     data = tmp_path / "cell.data"
     write_data(data, atoms, ["H", "C", "N", "O"])
-    style = f"ictp memory {budget_for(model, 20)}"
-    plain = run(1, plugin, path, data, tmp_path / "plain.json", steps=20)
-    one = run(1, plugin, path, data, tmp_path / "one.json", steps=20, pair_style=style)
-    two = run(2, plugin, path, data, tmp_path / "two.json", steps=20, pair_style=style)
+    plain = run(1, plugin, plain_model, data, tmp_path / "plain.json", steps=20)
+    one = run(1, plugin, chunked_model, data, tmp_path / "one.json", steps=20, pair_style=style)
+    two = run(2, plugin, chunked_model, data, tmp_path / "two.json", steps=20, pair_style=style)
     for result in (one, two):
         assert result["energy"] == pytest.approx(plain["energy"], rel=1e-10)
         assert result["pressure"] == pytest.approx(plain["pressure"], rel=1e-9, abs=1e-6)

@@ -139,6 +139,9 @@ class CompiledChunks(BoundedEvaluation):
         self.updates = [load(f"update_{t}") for t in range(num_layers - 1)]
         self.backwards = [load(f"backward_{t}") for t in range(num_layers)]
 
+    def _plain(self, species, edge_index, vectors, receivers):
+        raise NotImplementedError("CompiledChunks only runs the chunk loop (chunked); the plain path is the package")
+
     def _update(
         self, t: int, h: list[Tensor], species: Tensor, vectors: Tensor, edge_index: Tensor, num_receivers: int
     ) -> list[Tensor]:

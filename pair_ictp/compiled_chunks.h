@@ -1,6 +1,7 @@
 /* The bounded-memory evaluation of a compiled model (.pt2): the chunk loop of
  * ictp_model/model/bounded.py (BoundedEvaluation._features and _energy_and_gradients) over the
- * package's compiled steps (ictp_export/compiled.py: update_t, backward_t, vectors, outputs).
+ * package's compiled steps (update_t, backward_t, vectors, outputs: their inputs in
+ * ictp_export/pieces.py, the package in ictp_export/compiled.py).
  *
  * Only each layer's node features are kept; every layer is recomputed chunk by chunk of
  * receivers, with at most max_edges edges per chunk.  The result equals the package's plain
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,7 @@ class CompiledChunks {
           parts.push_back(updates[t]->run(in));
         }
         std::vector<torch::Tensor> h;
+        if (parts.empty()) throw std::runtime_error("a layer without receivers");    // (the caller skips those)
         for (size_t k = 0; k < parts.front().size(); k++) {
           std::vector<torch::Tensor> pieces;
           for (const auto &p : parts) pieces.push_back(p[k]);

@@ -154,6 +154,7 @@ void PairICTP::settings(int narg, char **arg)
   want_cuda = false;
   memory_mb = 0.0;
   keep_memory = true;
+  told_chunks = false;
   // 0 or 1: which of the two values a keyword was given
   auto which_of = [this](const char *keyword, const char *value, const char *first, const char *second) {
     if (strcmp(value, first) == 0) return 0;
@@ -334,6 +335,10 @@ void PairICTP::load_compiled(const std::string &path)
   if (format_version != FORMAT_VERSION)
     error->all(FLERR, "pair_style ictp: compiled model '{}' has format version {}, this plugin reads {}", path,
                format_version, FORMAT_VERSION);
+  for (const char *key : {"cutoff", "num_layers", "elements", "bytes_per_edge", "default_memory_mb"})
+    if (!meta.count(key))
+      error->all(FLERR, "pair_style ictp: compiled model '{}' has no '{}' in its metadata; export it again", path,
+                 key);
   cutoff = std::stod(meta["cutoff"]);
   num_layers = std::stoi(meta["num_layers"]);
   model_elements = json_strings(meta["elements"]);
@@ -487,14 +492,16 @@ PairICTP::Results PairICTP::evaluate_model(bool want_virial)
   model_working_bytes = device.is_cpu() ? std::min(budget, bytes_per_edge * static_cast<double>(nedges)) : 0.0;
   // as the model decides (ictp_model/model/bounded.py): all at once if every edge fits, else chunks
   const auto max_edges = bytes_per_edge > 0.0
-      ? static_cast<int64_t>(std::max(1.0, std::floor(budget / bytes_per_edge)))
+      ? static_cast<int64_t>(std::min(std::max(1.0, std::floor(budget / bytes_per_edge)), 9.0e18))
       : std::numeric_limits<int64_t>::max();
-  if (nedges > max_edges && !told_chunks) {
-    told_chunks = true;
-    if (comm->me == 0)
-      utils::logmesg(lmp, "pair_style ictp: {} edges exceed the memory budget ({:.0f} MiB): evaluating in chunks "
-                     "of at most {} edges, slower than all at once (raise it with 'memory M')\n",
-                     nedges, budget / 1048576.0, max_edges);
+  if (!told_chunks) {    // once per pair_style: which ranks evaluate in chunks (collective, like compute)
+    int mine = nedges > max_edges ? 1 : 0, ranks = 0;
+    MPI_Allreduce(&mine, &ranks, 1, MPI_INT, MPI_SUM, world);
+    told_chunks = ranks > 0;
+    if (told_chunks && comm->me == 0)
+      utils::logmesg(lmp, "pair_style ictp: the edges of {} of {} rank(s) exceed the memory budget ({:.0f} MiB): "
+                     "evaluating in chunks of at most {} edges, slower than all at once (raise it with "
+                     "'memory M')\n", ranks, comm->nprocs, budget / 1048576.0, max_edges);
   }
 
   if (package && graph.receivers.back() == 0) {    // no local atom (a package's counts are at least 1)
@@ -559,6 +566,7 @@ PairICTP::Results PairICTP::run_chunked(const std::vector<torch::Tensor> &inputs
     error->one(FLERR, "pair_style ictp: compiled model evaluation (in chunks) failed: {}",
                what.substr(0, what.find('\n')));
   }
+  if (out.size() != 5) error->one(FLERR, "pair_style ictp: the compiled steps returned {} outputs, not 5", out.size());
   return Results{out[0], out[1], out[2], out[3], out[4]};
 }
 

@@ -53,7 +53,7 @@ def bytes_per_edge(network: ICTPNetwork) -> float:
 
 class ChunkStep(nn.Module):
     """Layer t on one chunk of receivers: the unit the bounded evaluation loops over, and what the
-    compiled export compiles once per layer (:mod:`ictp_export.compiled`).
+    compiled export compiles, update and backward apart, for every layer (:mod:`ictp_export.pieces`).
 
     A chunk is a local graph: its R receivers first, then the other atoms its edges hear; edges
     centred on the receivers, in local indices.  Shapes: h the layer's input blocks (N_c, C, d)

@@ -53,7 +53,7 @@ def evaluate(
     ranks. Also returns the predictions and labels of this rank's first ``keep_predictions``
     structures, in order.  memory_mb: see compute_properties (`ictp eval` on large structures;
     validation during training keeps the plain path).  model may also be a compiled export
-    (ictp_export.compiled.CompiledModel), which evaluates every structure at once; compiled: the
+    (ictp_export.compiled.CompiledModel), memory_mb likewise; compiled: the
     validation graph of compile: true, which evaluates model."""
     sums = {t: 0.0 for t in LOSS_TERMS}
     counts = {t: 0.0 for t in LOSS_TERMS}

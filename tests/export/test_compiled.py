@@ -64,7 +64,8 @@ def test_compiled_in_chunks_equals_the_torchscript_export(package, num_atoms, se
 
 
 def test_compiled_on_tiny_graphs(package):
-    """A lone atom, two atoms with and without an edge between them, and no atoms at all."""
+    """A lone atom, two atoms with and without an edge between them, no atoms at all, and two bonded
+    atoms beside a lone one; plain and in chunks of one edge (the lone atom's chunk has none)."""
     compiled, scripted = CompiledModel(package), torch.jit.script(LAMMPSModel(network()))
     f64, no_edges = torch.float64, torch.zeros(2, 0, dtype=torch.long)
     two = torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.2, 0.1]], dtype=f64)
@@ -80,10 +81,17 @@ def test_compiled_on_tiny_graphs(package):
             [0, 0],
         ),
     ]
+    three = torch.tensor([[0.0, 0.0, 0.0], [1.1, 0.2, 0.1], [9.0, 0.0, 0.0]], dtype=f64)  # the last alone
+    cases.append((three, torch.tensor([0, 1, 2]), torch.tensor([[0, 1], [1, 0]]), torch.zeros(2, 3, dtype=f64), [3, 3]))
+    one_edge = compiled.chunks.bytes_per_edge / 2**20  # chunks of one edge, and the lone atom's of none
     for inputs in cases:
-        got, want = compiled(*inputs, True), scripted(*inputs, True)
-        for key in want:
-            torch.testing.assert_close(got[key], want[key], **TIGHT, msg=f"{len(inputs[0])} atoms: {key}")
+        want = scripted(*inputs, True)
+        for memory_mb in (0.0, one_edge):
+            got = compiled(*inputs, True, memory_mb)
+            for key in want:
+                torch.testing.assert_close(
+                    got[key], want[key], **TIGHT, msg=f"{len(inputs[0])} atoms, {memory_mb}: {key}"
+                )
 
 
 def test_metadata_is_the_torchscript_attributes(package):
@@ -124,7 +132,7 @@ def test_a_failed_compile_says_why_and_names_the_pt_export(tmp_path, monkeypatch
     def fail(*args, **kwargs):
         raise OSError("g++: command not found")
 
-    traced = SimpleNamespace(module=lambda: None)  # (tracing: tested above)
+    traced = SimpleNamespace(module=lambda **options: None)  # (tracing: tested above)
     monkeypatch.setattr(compiled_module, "_export", lambda module, args, dynamic, times: traced)
     monkeypatch.setattr(torch._inductor, "aot_compile", fail)
     out = tmp_path / "model.pt2"

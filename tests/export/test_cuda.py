@@ -94,8 +94,10 @@ for num_atoms, seed in [(23, 0), (40, 2)]:  # the traced size and another one: n
     positions, species, edge_index, shifts, receivers = example_inputs(network, num_atoms, seed)
     want = scripted(positions, species, edge_index, shifts, receivers, True)
     got = compiled(positions, species, edge_index, shifts, receivers, True)  # moved to the GPU by it
+    chunks = compiled(positions, species, edge_index, shifts, receivers, True, 15 * compiled.chunks.bytes_per_edge / 2**20)
     for key in want:
         torch.testing.assert_close(got[key].cpu(), want[key], **TIGHT, msg=f"{num_atoms} atoms: {key}")
+        torch.testing.assert_close(chunks[key].cpu(), want[key], **TIGHT, msg=f"{num_atoms} atoms, chunks: {key}")
 for make in (organic_molecule, triclinic_cell):  # ICTPCalculator runs the package where it was compiled
     assert_same(results(make(), ICTPCalculator(sys.argv[1])), results(make(), ICTPCalculator(network)))
 print("OK")

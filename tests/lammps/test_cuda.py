@@ -1,5 +1,5 @@
 """`pair_style ictp device cuda` equals the CPU in LAMMPS (float64, 1e-10): the TorchScript export
-in its plain and bounded-memory evaluations and the .pt2 compiled for CUDA, on the test systems of
+in its plain and bounded-memory evaluations and the .pt2 compiled for CUDA (plain and in chunks), on the test systems of
 test_pair_ictp, and two ranks sharing one GPU over an MD run equal one CPU rank.
 
 Skipped where torch sees no GPU (CI); run on a GPU machine (README, "GPUs")."""
@@ -53,6 +53,16 @@ def test_cuda_package_equals_the_torchscript_export_on_the_cpu(
     want = in_lammps(plugin, exported_light[1], atoms, order, tmp_path / "pt", "ictp")
     got = in_lammps(plugin, compiled_light_cuda[1], atoms, order, tmp_path / "pt2", GPU)
     assert_same(got, want, atoms.pbc.all())
+
+
+def test_cuda_package_in_chunks_equals_the_torchscript_export_on_the_cpu(
+    plugin, exported_light, compiled_light_cuda, tmp_path
+):
+    model, package = compiled_light_cuda
+    atoms = cubic_cell()
+    want = in_lammps(plugin, exported_light[1], atoms, ["H", "C", "N", "O"], tmp_path / "pt", "ictp")
+    style = f"{GPU} memory {budget_for(model, 15)}"
+    assert_same(in_lammps(plugin, package, atoms, ["H", "C", "N", "O"], tmp_path / "pt2", style), want, True)
 
 
 def test_two_ranks_on_one_gpu_over_md_equal_one_cpu_rank(plugin, exported_light, cuda, tmp_path):

@@ -67,7 +67,14 @@ from ictp_model.model.network import ICTPNetwork, element_table
 from ictp_model.model.potential import image_offsets, species_index, stress_from_virial
 from ictp_model.tensor.blocks import block_dim
 
-from .lammps_model import FORMAT_VERSION, OUTPUTS, edge_vectors, interface_attributes, interface_outputs
+from .lammps_model import (
+    FORMAT_VERSION,
+    OUTPUTS,
+    edge_vectors,
+    interface_attributes,
+    interface_outputs,
+    layer_edge_counts,
+)
 from .pieces import CompiledChunks, piece_programs
 
 INTERFACE = "ictp-aoti"
@@ -104,8 +111,7 @@ def layer_sizes(edge_index: Tensor, receivers: list[int]) -> list[Tensor]:
     T-1 of lengths edge_counts[1..T-1] (the edges centred on layer t's receivers; edges sorted by
     centre).  Their lengths, not their values, carry the counts, so the traced graph has no
     data-dependent branch."""
-    bounds = torch.tensor(receivers[1:], dtype=edge_index.dtype, device=edge_index.device)
-    edge_counts = torch.searchsorted(edge_index[0].contiguous(), bounds).tolist()
+    edge_counts = layer_edge_counts(edge_index, receivers[1:])
     return [torch.zeros(n, dtype=torch.float32, device=edge_index.device) for n in list(receivers) + edge_counts]
 
 
@@ -153,9 +159,7 @@ def traceable_example(network: ICTPNetwork) -> tuple:
         except ValueError:
             continue
         edge_index, receivers = example[2], example[4]
-        bounds = torch.tensor(receivers[1:], dtype=edge_index.dtype)
-        sizes = [example[0].shape[0], edge_index.shape[1], *receivers]
-        sizes += torch.searchsorted(edge_index[0].contiguous(), bounds).tolist()
+        sizes = [example[0].shape[0], edge_index.shape[1], *receivers, *layer_edge_counts(edge_index, receivers[1:])]
         if len(set(sizes)) == len(sizes) and not fixed & set(sizes):
             return example
     raise ValueError("no example graph with distinct sizes found")  # (not seen: 32 seeds)
@@ -272,10 +276,13 @@ class CompiledModel:
         self.config = ModelConfig.from_dict(json.loads(meta["config"]))
         self.z_to_index = element_table(self.elements).to(self.device)
         index = self.device.index if self.device.index is not None else (0 if self.device.type == "cuda" else -1)
-        pieces = {name: load_package(path, name, device_index=index) for name in ("vectors", "outputs")}
-        self.edge_vectors, self.outputs = pieces["vectors"], pieces["outputs"]
+
+        def load(name: str):  # one of the package's models: the bounded evaluation's steps
+            return load_package(path, name, device_index=index)
+
+        self.edge_vectors, self.outputs = load("vectors"), load("outputs")
         self.chunks = CompiledChunks(
-            lambda name: load_package(path, name, device_index=index),
+            load,
             self.num_layers,
             float(meta["bytes_per_edge"]),
             float(meta["default_memory_mb"]),

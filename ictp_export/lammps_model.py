@@ -100,6 +100,13 @@ def edge_vectors(positions: Tensor, edge_index: Tensor, shifts: Tensor, dtype: t
     return vectors.to(dtype)
 
 
+def layer_edge_counts(edge_index: Tensor, receivers: list[int]) -> list[int]:
+    """For each count in receivers, the number of edges centred on the first that many atoms (a
+    prefix: edges are sorted by centre), e.g. the edges layer t needs."""
+    bounds = torch.tensor(receivers, dtype=edge_index.dtype, device=edge_index.device)
+    return torch.searchsorted(edge_index[0].contiguous(), bounds).tolist()
+
+
 def interface_outputs(
     node_energy: Tensor, gradients: Tensor, vectors: Tensor, edge_index: Tensor, num_atoms: int, compute_virial: bool
 ) -> dict[str, Tensor]:

@@ -16,7 +16,7 @@ from ictp_model.model.bounded import BoundedEvaluation, ChunkStep
 from ictp_model.model.network import ICTPNetwork
 from ictp_model.tensor.blocks import block_dim
 
-from .lammps_model import OUTPUTS, edge_vectors, interface_outputs
+from .lammps_model import OUTPUTS, edge_vectors, interface_outputs, layer_edge_counts
 
 
 class StepUpdate(nn.Module):
@@ -84,8 +84,7 @@ def piece_programs(network: ICTPNetwork, example: tuple, device: str) -> dict[st
     vectors = edge_vectors(positions, edge_index, shifts, dtype)
     num_nodes, channels, storage = positions.shape[0], network.config.channels, network.config.storage
     layers = len(network.layers)
-    bounds = torch.tensor(receivers, dtype=edge_index.dtype)
-    edge_counts = torch.searchsorted(edge_index[0].contiguous(), bounds).tolist()
+    edge_counts = layer_edge_counts(edge_index, receivers)
 
     def blocks(rows: int, t: int) -> list[Tensor]:  # random blocks of layer t's output
         dims = [block_dim(l, storage) for l, _ in network.layers[t].out_blocks]

@@ -43,10 +43,8 @@ def bytes_per_edge(network: ICTPNetwork) -> float:
     worst = 0.0
     for layer in network.layers:
         conv = layer.conv
-        d_in = conv.d_in
-        per_block = [p * d for p, d in zip(conv.block_paths, conv.block_dims)]
-        floats = channels * d_in
-        floats += sum(d_in * q + 4 * channels * q + channels * p for q, p in zip(per_block, conv.block_paths))
+        floats = sum(channels * g.d_a + g.d_a * g.width for g in conv.groups)  # gathered h, coupled harmonics
+        floats += sum(4 * channels * p * d + channels * p for p, d in zip(conv.block_paths, conv.block_dims))
         worst = max(worst, float(floats))
     return size * worst
 

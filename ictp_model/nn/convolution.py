@@ -4,9 +4,16 @@ summed over neighbours (docs/math.md §2.1 step 4).
     A_i[c]^{(l3, path)} = 1/n̄ · Σ_j R_ij[path, c] · α_{l3} · (h_j[c]^{(l1)} ⊗ T_{l2}(r̂_ij))_{l3}
 
 followed by `linear_second`, which mixes (channel, path) -> channel for each output block.
-All paths into one output block are evaluated in one batched matmul per edge: the edge harmonics
-are first contracted with those paths' coupling tables at once, G_e = Y_e · K_b (shape
-(D_in, P_b · d_b)), then messages = h_j (C, D_in) @ G_e, where D_in is the concatenated input width.
+
+The paths are evaluated grouped by their input block a (rank l1, d_a components), because a path
+reads only its own input block: for each group the edge harmonics are first contracted with the
+group's coupling tables at once, G_e = Y_e · K_a (shape (d_a, Q_a), Q_a the output components of
+all the group's paths), then messages = G_eᵀ (Q_a, d_a) @ h_j^{(a)} (d_a, C).  (One product over
+the whole input width D_in would multiply mostly zeros: a path's rows are d_a of D_in.)  Per-edge
+tensors keep the channels last, so their elementwise work runs over C contiguous values.
+A group's columns are ordered by output block, then path; within an output block the paths are
+ordered by input block (tensor.blocks.block_paths), so each block's paths are the groups' pieces
+concatenated in group order.
 """
 
 import math
@@ -19,18 +26,39 @@ from ictp_model.tensor.coupling import coupling_tensor
 
 
 class OutputBlock(nn.Module):
-    """What one output block's paths need: their coupling table (a constant), the last layer of
-    the radial MLP giving their per-edge weights R_ij[c, path], and `linear_second`, which mixes
-    (channel, path) -> channel with normalisation (C·P)^(-1/2). Weights are stored N(0, 1) and
-    normalised in the forward pass (see nn.radial.ScaledLinear)."""
+    """The parameters of one output block's paths: the last layer of the radial MLP giving their
+    per-edge weights R_ij[c, path], and `linear_second`, which mixes (channel, path) -> channel with
+    normalisation (C·P)^(-1/2). Weights are stored N(0, 1) and normalised in the forward pass
+    (see nn.radial.ScaledLinear)."""
 
-    def __init__(self, table: Tensor, num_paths: int, channels: int, radial_hidden: int):
+    def __init__(self, num_paths: int, channels: int, radial_hidden: int):
         super().__init__()
-        self.register_buffer("table", table, persistent=False)
         self.radial_head = nn.Parameter(torch.randn(radial_hidden, channels * num_paths))
         self.linear_second = nn.Parameter(torch.randn(channels * num_paths, channels))
         self.radial_norm = 1.0 / math.sqrt(radial_hidden)
         self.mix_norm = 1.0 / math.sqrt(channels * num_paths)
+
+
+class InputGroup(nn.Module):
+    """The paths that read input block a: their coupling table (D_Y, d_a · Q_a), a constant, and
+    the pieces of the group's columns, one per output block it reaches: that block's index, the
+    number of its paths in the group and their output dimension."""
+
+    piece_block: list[int]
+    piece_paths: list[int]
+    piece_dim: list[int]
+    piece_widths: list[int]
+
+    def __init__(self, a: int, d_a: int, table: Tensor, pieces: list[tuple[int, int, int]]):
+        super().__init__()
+        self.a = a
+        self.d_a = d_a
+        self.register_buffer("table", table, persistent=False)
+        self.piece_block = [p[0] for p in pieces]
+        self.piece_paths = [p[1] for p in pieces]
+        self.piece_dim = [p[2] for p in pieces]
+        self.piece_widths = [p[1] * p[2] for p in pieces]
+        self.width = sum(self.piece_widths)  # Q_a
 
 
 class TwoBodyFeatures(nn.Module):
@@ -39,6 +67,7 @@ class TwoBodyFeatures(nn.Module):
 
     block_paths: list[int]
     block_dims: list[int]
+    block_pieces: list[list[int]]
 
     def __init__(
         self,
@@ -61,49 +90,76 @@ class TwoBodyFeatures(nn.Module):
         self.register_buffer(
             "avg_num_neighbors", torch.tensor(float(avg_num_neighbors), dtype=torch.float64), persistent=False
         )
-
-        in_offsets = _offsets([block_dim(l, storage) for l, _ in in_blocks])
         edge_offsets = _offsets([block_dim(l, storage) for l, _ in edge_blocks])
-        d_in, d_y = in_offsets[-1], edge_offsets[-1]
-        self.d_in = d_in
 
-        # one coupling table per output block, (D_Y, D_in · P_b · d_b): all paths into block b
-        self.block_paths: list[int] = []
-        self.block_dims: list[int] = []
-        tables: list[Tensor] = []
-        for out in self.out_blocks:
-            block = [p for p in paths if p[2] == out]
-            dim = block_dim(out[0], storage)
-            table = torch.zeros(d_in, d_y, len(block), dim, dtype=torch.float64)
-            for k, (a, b, _) in enumerate(block):
-                l1, l2, l3 = in_blocks[a][0], edge_blocks[b][0], out[0]
-                table[in_offsets[a] : in_offsets[a + 1], edge_offsets[b] : edge_offsets[b + 1], k] = (
-                    coupling_tensor(l1, l2, l3, storage=storage) / math.sqrt(len(block))  # α = P_l3^(-1/2)
-                )
-            tables.append(table.permute(1, 0, 2, 3).reshape(d_y, -1))
-            self.block_paths.append(len(block))
-            self.block_dims.append(dim)
-        self.blocks = nn.ModuleList(
-            [OutputBlock(t, n, channels, radial_hidden) for t, n in zip(tables, self.block_paths)]
-        )
+        per_block = [[p for p in paths if p[2] == out] for out in self.out_blocks]
+        self.block_paths: list[int] = [len(block) for block in per_block]
+        self.block_dims: list[int] = [block_dim(l, storage) for l, _ in self.out_blocks]
+        groups: list[nn.Module] = []
+        next_path = [0 for _ in per_block]  # the groups' pieces must tile each block's paths in order
+        for a, (l1, _) in enumerate(in_blocks):
+            d_a = block_dim(l1, storage)
+            pieces: list[tuple[int, int, int]] = []
+            columns: list[Tensor] = []  # (D_Y, d_a, d_b) per path, in the group's column order
+            for b, block in enumerate(per_block):
+                mine = [k for k, p in enumerate(block) if p[0] == a]
+                if not mine:
+                    continue
+                if mine != list(range(next_path[b], next_path[b] + len(mine))):
+                    raise AssertionError("a block's paths are not ordered by input block")
+                next_path[b] += len(mine)
+                pieces.append((b, len(mine), self.block_dims[b]))
+                for k in mine:
+                    e, l3 = block[k][1], self.out_blocks[b][0]
+                    coupling = coupling_tensor(l1, edge_blocks[e][0], l3, storage=storage)  # (d_a, d_e, d_b)
+                    column = torch.zeros(edge_offsets[-1], d_a, self.block_dims[b], dtype=torch.float64)
+                    # α = P_l3^(-1/2)
+                    column[edge_offsets[e] : edge_offsets[e + 1]] = coupling.transpose(0, 1) / math.sqrt(len(block))
+                    columns.append(column)
+            if pieces:
+                table = torch.cat(columns, dim=-1).reshape(edge_offsets[-1], -1)  # (D_Y, d_a · Q_a)
+                groups.append(InputGroup(a, d_a, table, pieces))
+        self.groups = nn.ModuleList(groups)
+        # the number of paths of each group's piece of block b, in group order
+        self.block_pieces: list[list[int]] = [
+            [n for g in groups for bb, n in zip(g.piece_block, g.piece_paths) if bb == b] for b in range(len(per_block))
+        ]
+        self.blocks = nn.ModuleList([OutputBlock(n, channels, radial_hidden) for n in self.block_paths])
 
     def forward(
         self, h: list[Tensor], edge_harmonics: Tensor, radial: Tensor, edge_index: Tensor, num_receivers: int
     ) -> list[Tensor]:
+        # Per-edge tensors are laid out (E, component, C): channels innermost, so the elementwise
+        # work on the messages runs over 64 contiguous channels, not over 1-7 components.
         receiver, sender = edge_index[0], edge_index[1]
-        num_nodes, num_edges, channels = num_receivers, edge_harmonics.shape[0], self.channels
-        x = gather_rows(torch.cat(h, dim=-1), sender)  # (E, C, D_in)
+        num_edges, channels = edge_harmonics.shape[0], self.channels
+        weights: list[list[Tensor]] = []  # R_ij[c, path] per output block and group, (E, P, 1, C)
+        for b, block in enumerate(self.blocks):
+            n_paths = self.block_paths[b]
+            head = (block.radial_head * block.radial_norm).reshape(-1, channels, n_paths).transpose(1, 2)
+            w = torch.matmul(radial, head.reshape(-1, n_paths * channels)).reshape(num_edges, n_paths, 1, channels)
+            weights.append(w.split(self.block_pieces[b], dim=1))
+        pieces: list[list[Tensor]] = [[] for _ in self.blocks]  # (R, P, d_b, C) per group reaching b
+        for group in self.groups:
+            x = gather_rows(h[group.a].transpose(1, 2).contiguous(), sender)  # (E, d_a, C)
+            g = torch.matmul(edge_harmonics, group.table).reshape(num_edges, group.d_a, group.width)
+            g = g.transpose(1, 2)  # (E, Q_a, d_a)
+            messages = g * x if group.d_a == 1 else torch.bmm(g, x)  # (E, Q_a, C)
+            # split, not slices: a slice's gradient is a zero tensor of the whole group's size
+            split = messages.split(group.piece_widths, dim=1)
+            for i, (b, n_paths, dim) in enumerate(zip(group.piece_block, group.piece_paths, group.piece_dim)):
+                m = split[i].reshape(num_edges, n_paths, dim, channels) * weights[b][len(pieces[b])]
+                summed = scatter_rows(m.reshape(num_edges, n_paths * dim, channels), receiver, num_receivers)
+                pieces[b].append(summed.reshape(num_receivers, n_paths, dim, channels))
         out: list[Tensor] = []
         for b, block in enumerate(self.blocks):
-            table = block.table
             n_paths, dim = self.block_paths[b], self.block_dims[b]
-            g = torch.matmul(edge_harmonics, table).reshape(num_edges, self.d_in, n_paths * dim)
-            messages = torch.bmm(x, g).reshape(num_edges, channels, n_paths, dim)
-            weights = torch.matmul(radial, block.radial_head * block.radial_norm)  # R_ij[c, path], (E, C·P_b)
-            messages = messages * weights.reshape(num_edges, channels, n_paths, 1)
-            summed = scatter_rows(messages.reshape(num_edges, channels * n_paths, dim), receiver, num_nodes)
-            mixed = torch.matmul(block.linear_second.t() * block.mix_norm, summed)  # (C, C·P) @ (N, C·P, d)
-            out.append(mixed / self.avg_num_neighbors)
+            summed = torch.cat(pieces[b], dim=1) if len(pieces[b]) > 1 else pieces[b][0]  # (R, P, d, C)
+            summed = summed.transpose(1, 2).reshape(num_receivers, dim, n_paths * channels)
+            # linear_second's rows are (c, p) pairs; here the (p, c) pairs are contiguous
+            mix = (block.linear_second * block.mix_norm).reshape(channels, n_paths, channels).transpose(0, 1)
+            mixed = torch.matmul(summed, mix.reshape(n_paths * channels, channels))  # (R, d, C)
+            out.append(mixed.transpose(1, 2) / self.avg_num_neighbors)
         return out
 
 

@@ -20,14 +20,33 @@ from ictp_model.tensor.coupling import coupling_tensor
 from .linear import species_matmul
 
 
+class PairTables(nn.Module):
+    """The paths of one source block a with one block b of A: their coupling tables, constants.
+
+    table (d_a·d_b, Q_b): x ⊗ A_b -> the paths' outputs side by side (SourceProduct.forward);
+    path_table (K_b·d_a·d_b, Σ_outputs d): one x per path, each path's output added into its
+    output block's columns (SourceProduct.weighted).  first_path: the index of the pair's first
+    path among the source's paths (they are consecutive).
+    """
+
+    def __init__(self, b: int, first_path: int, table: Tensor, path_table: Tensor):
+        super().__init__()
+        self.b = b
+        self.first_path = first_path
+        self.num_paths = path_table.shape[0] // table.shape[0]
+        self.register_buffer("table", table, persistent=False)
+        self.register_buffer("path_table", path_table, persistent=False)
+
+
 class SourceProduct(nn.Module):
-    """Every path from one block a of P_{ν-1} with any block of A, at once.
+    """Every path from one block a of P_{ν-1} with any block of A, grouped by the block b of A.
 
-    The outer product of x's components with A's (all blocks concatenated) is contracted with one
-    combined coupling table: one matrix product over (node, channel, slot) rows.  (Batched products
-    of tiny per-(node, channel) matrices ran at under 1 GFLOP/s here, their second derivatives worse.)
+    For each b the outer product of x's components with A_b's is contracted with one combined
+    coupling table: one matrix product over (node, channel, slot) rows.  (Batched products of tiny
+    per-(node, channel) matrices ran at under 1 GFLOP/s here, their second derivatives worse; one
+    table over all of A's blocks at once multiplied mostly zeros, as a path reads one block of A.)
 
-    Shapes: x (N, C, S_a, d_a), A (N, C, D_A) -> (N, C, S_a, Σ_outputs d_c).
+    Shapes: x (N, C, S_a, d_a), A list[(N, C, d_b)] -> (N, C, S_a, Σ_outputs d_c).
     """
 
     targets: list[int]
@@ -44,44 +63,60 @@ class SourceProduct(nn.Module):
         slot_starts: list[int],
         storage: str,
     ):
-        """outputs: (index of the A block, output block index, output rank) for every path of a;
-        out_dims: the dims of all output blocks of the product (the layout of :meth:`weighted`);
-        slot_starts: for each path, the first of its x's slots among its output block's slots."""
+        """outputs: (index of the A block, output block index, output rank) for every path of a,
+        ordered by the A block; out_dims: the dims of all output blocks of the product (the layout
+        of :meth:`weighted`); slot_starts: for each path, the first of its x's slots among its
+        output block's slots."""
         super().__init__()
-        a_dims = [block_dim(l, storage) for l in a_ranks]
         self.a = a
         self.d_a = block_dim(l_a, storage)
         self.targets = [t for _, t, _ in outputs]
         self.slot_starts = list(slot_starts)
         self.target_dims = [block_dim(l, storage) for _, _, l in outputs]
-        offsets = [sum(a_dims[:b]) for b in range(len(a_dims) + 1)]
+        self.width = sum(self.target_dims)
         out_offsets = [sum(out_dims[:t]) for t in range(len(out_dims))]
-        table = torch.zeros(self.d_a, offsets[-1], sum(self.target_dims), dtype=torch.float64)
-        per_path = torch.zeros(len(outputs), self.d_a, offsets[-1], sum(out_dims), dtype=torch.float64)
-        q = 0
-        for k, ((b, t, l), dim) in enumerate(zip(outputs, self.target_dims)):
-            coupling = coupling_tensor(l_a, a_ranks[b], l, storage=storage)  # (d_a, d_b, d_l)
-            table[:, offsets[b] : offsets[b + 1], q : q + dim] = coupling
-            per_path[k, :, offsets[b] : offsets[b + 1], out_offsets[t] : out_offsets[t] + dim] = coupling
-            q += dim
-        self.register_buffer("table", table.reshape(-1, q), persistent=False)  # (d_a·D_A, Q)
-        self.register_buffer("path_table", per_path.reshape(-1, sum(out_dims)), persistent=False)
+        pairs: list[nn.Module] = []
+        for b in sorted(set(b for b, _, _ in outputs)):
+            mine = [k for k, (bk, _, _) in enumerate(outputs) if bk == b]
+            if mine != list(range(mine[0], mine[0] + len(mine))):
+                raise AssertionError("a source's paths are not ordered by the block of A")
+            d_b = block_dim(a_ranks[b], storage)
+            table = torch.zeros(self.d_a, d_b, sum(self.target_dims[k] for k in mine), dtype=torch.float64)
+            path_table = torch.zeros(len(mine), self.d_a, d_b, sum(out_dims), dtype=torch.float64)
+            q = 0
+            for j, k in enumerate(mine):
+                _, t, l = outputs[k]
+                coupling = coupling_tensor(l_a, a_ranks[b], l, storage=storage)  # (d_a, d_b, d_l)
+                dim = self.target_dims[k]
+                table[:, :, q : q + dim] = coupling
+                path_table[j, :, :, out_offsets[t] : out_offsets[t] + dim] = coupling
+                q += dim
+            pairs.append(PairTables(b, mine[0], table.reshape(-1, q), path_table.reshape(-1, sum(out_dims))))
+        self.pairs = nn.ModuleList(pairs)
 
-    def forward(self, x: Tensor, a_cat: Tensor) -> Tensor:
+    def forward(self, x: Tensor, a: list[Tensor]) -> Tensor:
         n, c, s = x.shape[0], x.shape[1], x.shape[2]
-        outer = x.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, D_A)
-        rows = outer.reshape(n * c * s, self.table.shape[0])  # (explicit sizes: no atoms is a valid input)
-        return torch.matmul(rows, self.table).reshape(n, c, s, self.table.shape[1])
+        pieces: list[Tensor] = []
+        for pair in self.pairs:
+            outer = x.unsqueeze(-1) * a[pair.b].unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, d_b)
+            rows = outer.reshape(n * c * s, pair.table.shape[0])  # (explicit sizes: no atoms is a valid input)
+            pieces.append(torch.matmul(rows, pair.table).reshape(n, c, s, pair.table.shape[1]))
+        return torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0]
 
-    def weighted(self, folded: Tensor, a_cat: Tensor) -> Tensor:
+    def weighted(self, folded: Tensor, a: list[Tensor]) -> Tensor:
         """Σ_k (x_k ⊗ A)_{path k}, each path's result added into its output block's columns.
 
-        Shapes: folded (N, C, K, d_a), one x per path k; A (N, C, D_A) -> (N, C, Σ_out d).
+        Shapes: folded (N, C, K, d_a), one x per path k; A list[(N, C, d_b)] -> (N, C, Σ_out d).
         """
         n, c = folded.shape[0], folded.shape[1]
-        outer = folded.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, K, d_a, D_A)
-        rows = outer.reshape(n * c, self.path_table.shape[0])
-        return torch.matmul(rows, self.path_table).reshape(n, c, self.path_table.shape[1])
+        total = torch.zeros(0)
+        split = folded.split([pair.num_paths for pair in self.pairs], dim=2)
+        for i, pair in enumerate(self.pairs):
+            outer = split[i].unsqueeze(-1) * a[pair.b].unsqueeze(2).unsqueeze(2)  # (N, C, K_b, d_a, d_b)
+            rows = outer.reshape(n * c, pair.path_table.shape[0])
+            y = torch.matmul(rows, pair.path_table).reshape(n, c, pair.path_table.shape[1])
+            total = total + y if i > 0 else y
+        return total
 
 
 class BlockProduct(nn.Module):
@@ -126,10 +161,9 @@ class BlockProduct(nn.Module):
         self.sources = nn.ModuleList(sources)
 
     def forward(self, p: list[Tensor], a: list[Tensor]) -> list[Tensor]:
-        a_cat = torch.cat(a, dim=-1)
         pieces: list[list[Tensor]] = [[] for _ in self.out_slots]
         for source in self.sources:
-            z = source(p[source.a], a_cat)
+            z = source(p[source.a], a)
             start = 0
             for k, target in enumerate(source.targets):
                 dim = source.target_dims[k]
@@ -143,7 +177,6 @@ class BlockProduct(nn.Module):
 
         Shapes: weights list[(N, C, S'_t)] for out_blocks -> list[(N, C, d_t)].
         """
-        a_cat = torch.cat(a, dim=-1)
         total = torch.zeros(0)
         for i, source in enumerate(self.sources):
             x = p[source.a]  # (N, C, S_a, d_a)
@@ -151,7 +184,7 @@ class BlockProduct(nn.Module):
             # slices, not index_select + split: AOTInductor (torch 2.13) compiled those to wrong numbers
             w = torch.stack([weights[t][:, :, j : j + s] for t, j in zip(source.targets, source.slot_starts)], dim=2)
             folded = (w.unsqueeze(-1) * x.unsqueeze(2)).sum(3)  # (N, C, K, S_a) · (N, C, S_a, d_a) -> (N, C, K, d_a)
-            y = source.weighted(folded, a_cat)
+            y = source.weighted(folded, a)
             total = total + y if i > 0 else y
         out: list[Tensor] = []
         start = 0

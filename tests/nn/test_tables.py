@@ -43,20 +43,29 @@ def test_convolution_tables_are_the_irreducible_products(model):
         conv = layer.conv
         in_blocks = [b for b in _in_blocks(model, layer)]
         paths = block_paths(in_blocks, edge_blocks, model.config.edge_rank, model.config.odd)
-        ioff, eoff = offsets(in_blocks, storage), offsets(edge_blocks, storage)
-        for b, out in enumerate(conv.out_blocks):
-            block = [p for p in paths if p[2] == out]
-            d = block_dim(out[0], storage)
-            table = conv.blocks[b].table.reshape(eoff[-1], ioff[-1], len(block), d)
-            for k, (a, e, _) in enumerate(block):
-                l1, l2 = in_blocks[a][0], edge_blocks[e][0]
-                x = torch.randn(block_dim(l1, storage), dtype=DTYPE, generator=gen)
-                y = torch.randn(block_dim(l2, storage), dtype=DTYPE, generator=gen)
-                sub = table[eoff[e] : eoff[e + 1], ioff[a] : ioff[a + 1], k]
-                got = torch.einsum("i,j,jid->d", x, y, sub)
-                want = stored_product(x, l1, y, l2, out[0], storage) / math.sqrt(len(block))
-                torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-                checked += 1
+        eoff = offsets(edge_blocks, storage)
+        per_block = [[p for p in paths if p[2] == out] for out in conv.out_blocks]
+        seen = [0 for _ in per_block]  # paths of each output block met so far, in group order
+        for group in conv.groups:
+            table = group.table.reshape(eoff[-1], group.d_a, group.width)
+            start = 0
+            for b, n_paths, d in zip(group.piece_block, group.piece_paths, group.piece_dim):
+                for j in range(n_paths):
+                    k = seen[b] + j
+                    a, e, out = per_block[b][k]
+                    assert a == group.a
+                    l1, l2 = in_blocks[a][0], edge_blocks[e][0]
+                    x = torch.randn(block_dim(l1, storage), dtype=DTYPE, generator=gen)
+                    y = torch.randn(block_dim(l2, storage), dtype=DTYPE, generator=gen)
+                    y_all = torch.zeros(eoff[-1], dtype=DTYPE)  # the other edge blocks must not enter
+                    y_all[eoff[e] : eoff[e + 1]] = y
+                    got = torch.einsum("i,j,jid->d", x, y_all, table[:, :, start + j * d : start + (j + 1) * d])
+                    want = stored_product(x, l1, y, l2, out[0], storage) / math.sqrt(len(per_block[b]))
+                    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+                    checked += 1
+                seen[b] += n_paths
+                start += n_paths * d
+        assert seen == [len(block) for block in per_block]  # every path of every block, once
     assert checked > 20
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ictp_model.nn.interaction import InteractionLayer
+from ictp_model.nn.product_basis import SourceProduct
 from ictp_model.nn.radial import BesselBasis, PolynomialEnvelope
 from ictp_model.nn.readout import LinearReadout, MLPReadout
 from ictp_model.tensor.basis import harmonics_matrix
@@ -93,6 +94,9 @@ class ICTPNetwork(nn.Module):
             blocks = layer.out_blocks
         self.layers = nn.ModuleList(layers)
         self.readouts = nn.ModuleList(readouts)
+        for module in self.modules():  # the product basis' faster form for this dtype (README)
+            if isinstance(module, SourceProduct):
+                module.split_by_block = config.torch_dtype == torch.float64
         self.scalar_index: list[int] = [layer.out_blocks.index((0, 0)) for layer in layers]
 
         self.first_residual = bool(config.first_residual)

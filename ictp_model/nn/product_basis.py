@@ -46,12 +46,17 @@ class SourceProduct(nn.Module):
     per-(node, channel) matrices ran at under 1 GFLOP/s here, their second derivatives worse; one
     table over all of A's blocks at once multiplied mostly zeros, as a path reads one block of A.)
 
+    split_by_block (set by the network from its dtype) chooses between the two forms, which give
+    the same numbers: per block of A (fewer operations; faster in float64 here), or one table over
+    all of A's blocks (fewer, larger matrix products; faster in float32 here, README).
+
     Shapes: x (N, C, S_a, d_a), A list[(N, C, d_b)] -> (N, C, S_a, Σ_outputs d_c).
     """
 
     targets: list[int]
     target_dims: list[int]
     slot_starts: list[int]
+    split_by_block: bool
 
     def __init__(
         self,
@@ -75,6 +80,11 @@ class SourceProduct(nn.Module):
         self.target_dims = [block_dim(l, storage) for _, _, l in outputs]
         self.width = sum(self.target_dims)
         out_offsets = [sum(out_dims[:t]) for t in range(len(out_dims))]
+        self.split_by_block = True
+        a_dims = [block_dim(l, storage) for l in a_ranks]
+        a_offsets = [sum(a_dims[:b]) for b in range(len(a_dims) + 1)]
+        combined: list[Tensor] = []  # (d_a, D_A, Q) and (K, d_a, D_A, Σ out): every block of A at once
+        combined_paths: list[Tensor] = []
         pairs: list[nn.Module] = []
         for b in sorted(set(b for b, _, _ in outputs)):
             mine = [k for k, (bk, _, _) in enumerate(outputs) if bk == b]
@@ -92,10 +102,22 @@ class SourceProduct(nn.Module):
                 path_table[j, :, :, out_offsets[t] : out_offsets[t] + dim] = coupling
                 q += dim
             pairs.append(PairTables(b, mine[0], table.reshape(-1, q), path_table.reshape(-1, sum(out_dims))))
+            wide = torch.zeros(self.d_a, a_offsets[-1], q, dtype=torch.float64)
+            wide[:, a_offsets[b] : a_offsets[b + 1]] = table
+            combined.append(wide)
+            wide_paths = torch.zeros(len(mine), self.d_a, a_offsets[-1], sum(out_dims), dtype=torch.float64)
+            wide_paths[:, :, a_offsets[b] : a_offsets[b + 1]] = path_table
+            combined_paths.append(wide_paths)
         self.pairs = nn.ModuleList(pairs)
+        self.register_buffer("table", torch.cat(combined, dim=-1).reshape(-1, self.width), persistent=False)
+        self.register_buffer("path_table", torch.cat(combined_paths).reshape(-1, sum(out_dims)), persistent=False)
 
     def forward(self, x: Tensor, a: list[Tensor]) -> Tensor:
         n, c, s = x.shape[0], x.shape[1], x.shape[2]
+        if not self.split_by_block:
+            outer = x.unsqueeze(-1) * torch.cat(a, dim=-1).unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, D_A)
+            rows = outer.reshape(n * c * s, self.table.shape[0])
+            return torch.matmul(rows, self.table).reshape(n, c, s, self.width)
         pieces: list[Tensor] = []
         for pair in self.pairs:
             outer = x.unsqueeze(-1) * a[pair.b].unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, d_b)
@@ -109,6 +131,10 @@ class SourceProduct(nn.Module):
         Shapes: folded (N, C, K, d_a), one x per path k; A list[(N, C, d_b)] -> (N, C, Σ_out d).
         """
         n, c = folded.shape[0], folded.shape[1]
+        if not self.split_by_block:
+            outer = folded.unsqueeze(-1) * torch.cat(a, dim=-1).unsqueeze(2).unsqueeze(2)  # (N, C, K, d_a, D_A)
+            rows = outer.reshape(n * c, self.path_table.shape[0])
+            return torch.matmul(rows, self.path_table).reshape(n, c, self.path_table.shape[1])
         total = torch.zeros(0)
         split = folded.split([pair.num_paths for pair in self.pairs], dim=2)
         for i, pair in enumerate(self.pairs):

@@ -124,3 +124,25 @@ def test_summed_highest_order_equals_the_weighted_sum_of_its_slots(variant):
             assert len(summed) == len(reference) == len(product.out_blocks)
             for got, want in zip(summed, reference):
                 torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["full", "sym", "sym+lt"])
+def test_both_forms_of_the_product_basis_give_the_same_model(variant):
+    """split_by_block (per block of A, float64's form) and one table over all of A (float32's)."""
+    from ictp_model.nn.product_basis import SourceProduct
+
+    from ..model.structures import evaluate, organic_molecule, triclinic_cell
+
+    model = small_model(variant=variant, odd=True)
+    sources = [m for m in model.modules() if isinstance(m, SourceProduct)]
+    assert sources and all(m.split_by_block for m in sources)  # a float64 model
+    for atoms, stress in ((organic_molecule(), False), (triclinic_cell(), True)):
+        split = evaluate(model, atoms, stress=stress)
+        for m in sources:
+            m.split_by_block = False
+        whole = evaluate(model, atoms, stress=stress)
+        for m in sources:
+            m.split_by_block = True
+        for key in split:
+            torch.testing.assert_close(whole[key], split[key], rtol=1e-10, atol=1e-12)
+    assert not any(m.split_by_block for m in small_model(dtype="float32").modules() if isinstance(m, SourceProduct))

@@ -26,7 +26,7 @@ sys.path[:0] = [root, os.path.join(root, "benchmarks")]
 import torch
 import ictp_model
 assert ictp_model.__file__.startswith(root), ictp_model.__file__
-from common import copies, system
+from common import copies, median_time, system
 from speed import ictp_network
 from ictp_model.data.graph import collate, graph_from_atoms
 from ictp_model.device import keep_freed_memory
@@ -39,14 +39,7 @@ real = getattr(torch, dtype)
 
 
 def median_ms(fn, repeats):
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
+    return 1e3 * median_time(fn, repeats)
 
 
 row = {}

@@ -25,14 +25,13 @@ class PairTables(nn.Module):
 
     table (d_a·d_b, Q_b): x ⊗ A_b -> the paths' outputs side by side (SourceProduct.forward);
     path_table (K_b·d_a·d_b, Σ_outputs d): one x per path, each path's output added into its
-    output block's columns (SourceProduct.weighted).  first_path: the index of the pair's first
-    path among the source's paths (they are consecutive).
+    output block's columns (SourceProduct.weighted); the pair's paths are consecutive among the
+    source's.
     """
 
-    def __init__(self, b: int, first_path: int, table: Tensor, path_table: Tensor):
+    def __init__(self, b: int, table: Tensor, path_table: Tensor):
         super().__init__()
         self.b = b
-        self.first_path = first_path
         self.num_paths = path_table.shape[0] // table.shape[0]
         self.register_buffer("table", table, persistent=False)
         self.register_buffer("path_table", path_table, persistent=False)
@@ -101,7 +100,7 @@ class SourceProduct(nn.Module):
                 table[:, :, q : q + dim] = coupling
                 path_table[j, :, :, out_offsets[t] : out_offsets[t] + dim] = coupling
                 q += dim
-            pairs.append(PairTables(b, mine[0], table.reshape(-1, q), path_table.reshape(-1, sum(out_dims))))
+            pairs.append(PairTables(b, table.reshape(-1, q), path_table.reshape(-1, sum(out_dims))))
             wide = torch.zeros(self.d_a, a_offsets[-1], q, dtype=torch.float64)
             wide[:, a_offsets[b] : a_offsets[b + 1]] = table
             combined.append(wide)
@@ -112,10 +111,11 @@ class SourceProduct(nn.Module):
         self.register_buffer("table", torch.cat(combined, dim=-1).reshape(-1, self.width), persistent=False)
         self.register_buffer("path_table", torch.cat(combined_paths).reshape(-1, sum(out_dims)), persistent=False)
 
-    def forward(self, x: Tensor, a: list[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, a: list[Tensor], a_cat: Tensor) -> Tensor:
+        """a_cat: A's blocks concatenated, (N, C, D_A) (the one-table form's input)."""
         n, c, s = x.shape[0], x.shape[1], x.shape[2]
         if not self.split_by_block:
-            outer = x.unsqueeze(-1) * torch.cat(a, dim=-1).unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, D_A)
+            outer = x.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, S, d_a, D_A)
             rows = outer.reshape(n * c * s, self.table.shape[0])
             return torch.matmul(rows, self.table).reshape(n, c, s, self.width)
         pieces: list[Tensor] = []
@@ -125,14 +125,15 @@ class SourceProduct(nn.Module):
             pieces.append(torch.matmul(rows, pair.table).reshape(n, c, s, pair.table.shape[1]))
         return torch.cat(pieces, dim=-1) if len(pieces) > 1 else pieces[0]
 
-    def weighted(self, folded: Tensor, a: list[Tensor]) -> Tensor:
+    def weighted(self, folded: Tensor, a: list[Tensor], a_cat: Tensor) -> Tensor:
         """Σ_k (x_k ⊗ A)_{path k}, each path's result added into its output block's columns.
 
-        Shapes: folded (N, C, K, d_a), one x per path k; A list[(N, C, d_b)] -> (N, C, Σ_out d).
+        Shapes: folded (N, C, K, d_a), one x per path k; A list[(N, C, d_b)], a_cat (N, C, D_A)
+        -> (N, C, Σ_out d).
         """
         n, c = folded.shape[0], folded.shape[1]
         if not self.split_by_block:
-            outer = folded.unsqueeze(-1) * torch.cat(a, dim=-1).unsqueeze(2).unsqueeze(2)  # (N, C, K, d_a, D_A)
+            outer = folded.unsqueeze(-1) * a_cat.unsqueeze(2).unsqueeze(2)  # (N, C, K, d_a, D_A)
             rows = outer.reshape(n * c, self.path_table.shape[0])
             return torch.matmul(rows, self.path_table).reshape(n, c, self.path_table.shape[1])
         total = torch.zeros(0)
@@ -187,9 +188,10 @@ class BlockProduct(nn.Module):
         self.sources = nn.ModuleList(sources)
 
     def forward(self, p: list[Tensor], a: list[Tensor]) -> list[Tensor]:
+        a_cat = torch.cat(a, dim=-1)
         pieces: list[list[Tensor]] = [[] for _ in self.out_slots]
         for source in self.sources:
-            z = source(p[source.a], a)
+            z = source(p[source.a], a, a_cat)
             start = 0
             for k, target in enumerate(source.targets):
                 dim = source.target_dims[k]
@@ -203,6 +205,7 @@ class BlockProduct(nn.Module):
 
         Shapes: weights list[(N, C, S'_t)] for out_blocks -> list[(N, C, d_t)].
         """
+        a_cat = torch.cat(a, dim=-1)
         total = torch.zeros(0)
         for i, source in enumerate(self.sources):
             x = p[source.a]  # (N, C, S_a, d_a)
@@ -210,7 +213,7 @@ class BlockProduct(nn.Module):
             # slices, not index_select + split: AOTInductor (torch 2.13) compiled those to wrong numbers
             w = torch.stack([weights[t][:, :, j : j + s] for t, j in zip(source.targets, source.slot_starts)], dim=2)
             folded = (w.unsqueeze(-1) * x.unsqueeze(2)).sum(3)  # (N, C, K, S_a) · (N, C, S_a, d_a) -> (N, C, K, d_a)
-            y = source.weighted(folded, a)
+            y = source.weighted(folded, a, a_cat)
             total = total + y if i > 0 else y
         out: list[Tensor] = []
         start = 0

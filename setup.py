@@ -1,5 +1,5 @@
-"""The wheel carries the C++ of the LAMMPS plugin: CMakeLists.txt and pair_ictp/ are copied into
-ictp_export/native/, from where ictp_export.plugin_path() builds the plugin on first use against
+"""The wheel carries the C++ of the LAMMPS plugin: CMakeLists.txt, pair_ictp/ and the kernels it
+compiles (ictp_model/kernels/*.cpp) are copied into ictp_export/native/, from where ictp_export.plugin_path() builds the plugin on first use against
 the installed torch and lammps (the build must use the runtime torch, so it is not done here)."""
 
 import shutil
@@ -22,6 +22,10 @@ class BuildPyWithNativeSources(build_py):
         for source in sorted((ROOT / "pair_ictp").iterdir()):
             if source.is_file():
                 shutil.copy2(source, native / "pair_ictp" / source.name)
+        kernels = native / "ictp_model" / "kernels"
+        kernels.mkdir(parents=True)
+        for source in sorted((ROOT / "ictp_model" / "kernels").glob("*.cpp")):
+            shutil.copy2(source, kernels / source.name)
 
 
 setup(cmdclass={"build_py": BuildPyWithNativeSources})

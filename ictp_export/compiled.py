@@ -174,6 +174,7 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
     for module in network.modules():  # the form of species_matmul that AOTInductor compiles exactly
         if hasattr(module, "grouped_species"):
             module.grouped_species = False
+    network.use_edge_kernel(torch.device(device).type == "cpu")  # (a CPU kernel; inference only)
     example = traceable_example(network)
     positions, species, edge_index, shifts, receivers = example
     args = tuple(x.to(device) for x in (positions, species, edge_index, shifts, *layer_sizes(edge_index, receivers)))

@@ -1,6 +1,7 @@
 """Export a trained model to one file for `pair_style ictp`: TorchScript (``.pt``, runs everywhere)
 or an AOTInductor package (``.pt2``, compiled for one device; see :mod:`.compiled`)."""
 
+import copy
 import warnings
 from pathlib import Path
 from typing import Union
@@ -24,7 +25,8 @@ def export_model(model: Union[ICTPNetwork, str, Path], out: Union[str, Path], de
 
         compile_network(network, out, device)
         return Path(out)
-    network = network.to("cpu").eval()
+    network = copy.deepcopy(network).to("cpu").eval()
+    network.use_edge_kernel(False)  # TorchScript runs the reference convolution (no compiled kernel needed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         scripted = torch.jit.script(LAMMPSModel(network))

@@ -44,7 +44,8 @@ def build_dir() -> Path:
 
 def _sources() -> list[Path]:
     root = source_dir()
-    return [root / "CMakeLists.txt", *sorted((root / "pair_ictp").glob("*.[ch]*"))]
+    kernels = sorted((root / "ictp_model" / "kernels").glob("*.cpp"))
+    return [root / "CMakeLists.txt", *sorted((root / "pair_ictp").glob("*.[ch]*")), *kernels]
 
 
 def _up_to_date(library: Path) -> bool:

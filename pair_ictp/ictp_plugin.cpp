@@ -11,6 +11,10 @@
 
 using namespace LAMMPS_NS;
 
+namespace ictp {
+void register_kernels();    // ictp_model/kernels/edge_contraction.cpp: the ops exported models call
+}
+
 extern "C" {
 typedef void *(ictp_plugin_factory1)(void *);
 typedef void *(ictp_plugin_factory2)(void *, int, char **);
@@ -40,6 +44,7 @@ static void *ictp_creator(void *lmp)
 
 void lammpsplugin_init(void *lmp, void *handle, void *regfunc)
 {
+  ictp::register_kernels();
   ictp_plugin_t plugin;
   plugin.version = static_cast<LAMMPS *>(lmp)->version;    // the running LAMMPS: no version.h needed
   plugin.style = "pair";

@@ -42,6 +42,7 @@ def _as_model(model: ModelLike, device: torch.device, dtype: Optional[str]):
     network = network.to(device).eval()
     for p in network.parameters():
         p.requires_grad_(False)
+    network.use_edge_kernel(device.type == "cpu")  # inference: the hand-written kernel where it builds
     return network
 
 

@@ -21,7 +21,9 @@ from ictp_model.training.metrics import format_table
 def _load(path: str, device: str):
     """The model file, or a compiled export (.pt2) run as it was compiled."""
     if Path(path).suffix != ".pt2":
-        return load_model(path, check_device(device))
+        model = load_model(path, check_device(device))
+        model.use_edge_kernel(torch.device(check_device(device)).type == "cpu")  # inference only
+        return model
     from ictp_export.compiled import CompiledModel
 
     compiled = CompiledModel(path)

@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ictp_model.nn.convolution import TwoBodyFeatures
 from ictp_model.nn.interaction import InteractionLayer
 from ictp_model.nn.product_basis import SourceProduct
 from ictp_model.nn.radial import BesselBasis, PolynomialEnvelope
@@ -107,6 +108,20 @@ class ICTPNetwork(nn.Module):
         self.register_buffer("atomic_energies", torch.tensor(e0, dtype=torch.float64))
         self.register_buffer("energy_shift", torch.tensor(shift, dtype=torch.float64))
         self.register_buffer("z_to_index", element_table(config.elements))
+
+    def use_edge_kernel(self, on: bool = True) -> bool:
+        """Route the convolutions' edge contraction on CPU through the hand-written kernel
+        (ictp_model.kernels): the same numbers, faster, for inference only (it has no second
+        derivative, so training keeps it off).  Returns whether it is on: False where the kernel
+        could not be built."""
+        if on:
+            from ictp_model.kernels import edge_kernel_available
+
+            on = edge_kernel_available()
+        for module in self.modules():
+            if isinstance(module, TwoBodyFeatures):
+                module.edge_kernel = on
+        return on
 
     def embed(self, species: Tensor) -> Tensor:
         """The first layer's input h^(0): the normalised element embedding, (N,) -> (N, C, 1)."""

@@ -42,14 +42,16 @@ class OutputBlock(nn.Module):
 class InputGroup(nn.Module):
     """The paths that read input block a: their coupling table (D_Y, d_a · Q_a), a constant, and
     the pieces of the group's columns, one per output block it reaches: that block's index, the
-    number of its paths in the group and their output dimension."""
+    number of its paths in the group, their output dimension and the first of them among the
+    block's paths.  path_of_column (Q_a,): each column's path among the group's paths."""
 
     piece_block: list[int]
     piece_paths: list[int]
     piece_dim: list[int]
     piece_widths: list[int]
+    piece_first_path: list[int]
 
-    def __init__(self, a: int, d_a: int, table: Tensor, pieces: list[tuple[int, int, int]]):
+    def __init__(self, a: int, d_a: int, table: Tensor, pieces: list[tuple[int, int, int, int]]):
         super().__init__()
         self.a = a
         self.d_a = d_a
@@ -57,8 +59,15 @@ class InputGroup(nn.Module):
         self.piece_block = [p[0] for p in pieces]
         self.piece_paths = [p[1] for p in pieces]
         self.piece_dim = [p[2] for p in pieces]
+        self.piece_first_path = [p[3] for p in pieces]
         self.piece_widths = [p[1] * p[2] for p in pieces]
         self.width = sum(self.piece_widths)  # Q_a
+        self.num_paths = sum(self.piece_paths)
+        columns: list[int] = []  # a piece's columns are (path, component) pairs
+        for start, (n, d) in zip(_offsets(self.piece_paths), zip(self.piece_paths, self.piece_dim)):
+            for k in range(n):
+                columns += [start + k] * d
+        self.register_buffer("path_of_column", torch.tensor(columns, dtype=torch.long), persistent=False)
 
 
 class TwoBodyFeatures(nn.Module):
@@ -67,7 +76,6 @@ class TwoBodyFeatures(nn.Module):
 
     block_paths: list[int]
     block_dims: list[int]
-    block_pieces: list[list[int]]
 
     def __init__(
         self,
@@ -99,7 +107,7 @@ class TwoBodyFeatures(nn.Module):
         next_path = [0 for _ in per_block]  # the groups' pieces must tile each block's paths in order
         for a, (l1, _) in enumerate(in_blocks):
             d_a = block_dim(l1, storage)
-            pieces: list[tuple[int, int, int]] = []
+            pieces: list[tuple[int, int, int, int]] = []
             columns: list[Tensor] = []  # (D_Y, d_a, d_b) per path, in the group's column order
             for b, block in enumerate(per_block):
                 mine = [k for k, p in enumerate(block) if p[0] == a]
@@ -108,7 +116,7 @@ class TwoBodyFeatures(nn.Module):
                 if mine != list(range(next_path[b], next_path[b] + len(mine))):
                     raise AssertionError("a block's paths are not ordered by input block")
                 next_path[b] += len(mine)
-                pieces.append((b, len(mine), self.block_dims[b]))
+                pieces.append((b, len(mine), self.block_dims[b], mine[0]))
                 for k in mine:
                     e, l3 = block[k][1], self.out_blocks[b][0]
                     coupling = coupling_tensor(l1, edge_blocks[e][0], l3, storage=storage)  # (d_a, d_e, d_b)
@@ -120,11 +128,8 @@ class TwoBodyFeatures(nn.Module):
                 table = torch.cat(columns, dim=-1).reshape(edge_offsets[-1], -1)  # (D_Y, d_a · Q_a)
                 groups.append(InputGroup(a, d_a, table, pieces))
         self.groups = nn.ModuleList(groups)
-        # the number of paths of each group's piece of block b, in group order
-        self.block_pieces: list[list[int]] = [
-            [n for g in groups for bb, n in zip(g.piece_block, g.piece_paths) if bb == b] for b in range(len(per_block))
-        ]
         self.blocks = nn.ModuleList([OutputBlock(n, channels, radial_hidden) for n in self.block_paths])
+        self.edge_kernel = False  # ICTPNetwork.use_edge_kernel
 
     def forward(
         self, h: list[Tensor], edge_harmonics: Tensor, radial: Tensor, edge_index: Tensor, num_receivers: int
@@ -133,24 +138,31 @@ class TwoBodyFeatures(nn.Module):
         # work on the messages runs over 64 contiguous channels, not over 1-7 components.
         receiver, sender = edge_index[0], edge_index[1]
         num_edges, channels = edge_harmonics.shape[0], self.channels
-        weights: list[list[Tensor]] = []  # R_ij[c, path] per output block and group, (E, P, 1, C)
+        kernel = self.edge_kernel and edge_harmonics.device.type == "cpu"
+        heads: list[Tensor] = []  # each block's radial head as (H, C, P_b)
         for b, block in enumerate(self.blocks):
-            n_paths = self.block_paths[b]
-            head = (block.radial_head * block.radial_norm).reshape(-1, channels, n_paths).transpose(1, 2)
-            w = torch.matmul(radial, head.reshape(-1, n_paths * channels)).reshape(num_edges, n_paths, 1, channels)
-            weights.append(w.split(self.block_pieces[b], dim=1))
+            heads.append((block.radial_head * block.radial_norm).reshape(-1, channels, self.block_paths[b]))
         pieces: list[list[Tensor]] = [[] for _ in self.blocks]  # (R, P, d_b, C) per group reaching b
         for group in self.groups:
-            x = gather_rows(h[group.a].transpose(1, 2).contiguous(), sender)  # (E, d_a, C)
+            # R_ij[c, path] of the group's paths, (E, P_a, C)
+            head = torch.cat(
+                [
+                    heads[b][:, :, first : first + n]
+                    for b, n, first in zip(group.piece_block, group.piece_paths, group.piece_first_path)
+                ],
+                dim=2,
+            )
+            w = torch.matmul(radial, head.transpose(1, 2).reshape(-1, group.num_paths * channels))
+            w = w.reshape(num_edges, group.num_paths, channels)
+            x = h[group.a].transpose(1, 2).contiguous()  # (N, d_a, C)
             g = torch.matmul(edge_harmonics, group.table).reshape(num_edges, group.d_a, group.width)
-            g = g.transpose(1, 2)  # (E, Q_a, d_a)
-            messages = g * x if group.d_a == 1 else torch.bmm(g, x)  # (E, Q_a, C)
-            # split, not slices: a slice's gradient is a zero tensor of the whole group's size
-            split = messages.split(group.piece_widths, dim=1)
+            if kernel:  # (R, Q_a, C), split into the pieces' (R, P·d_b, C)
+                summed = self.contract_edges(g, x, w, group.path_of_column, receiver, sender, num_receivers)
+                sums = summed.split(group.piece_widths, dim=1)
+            else:
+                sums = self.reference_sums(g, x, w, receiver, sender, num_receivers, group.piece_paths, group.piece_dim)
             for i, (b, n_paths, dim) in enumerate(zip(group.piece_block, group.piece_paths, group.piece_dim)):
-                m = split[i].reshape(num_edges, n_paths, dim, channels) * weights[b][len(pieces[b])]
-                summed = scatter_rows(m.reshape(num_edges, n_paths * dim, channels), receiver, num_receivers)
-                pieces[b].append(summed.reshape(num_receivers, n_paths, dim, channels))
+                pieces[b].append(sums[i].reshape(num_receivers, n_paths, dim, channels))
         out: list[Tensor] = []
         for b, block in enumerate(self.blocks):
             n_paths, dim = self.block_paths[b], self.block_dims[b]
@@ -161,6 +173,41 @@ class TwoBodyFeatures(nn.Module):
             mixed = torch.matmul(summed, mix.reshape(n_paths * channels, channels))  # (R, d, C)
             out.append(mixed.transpose(1, 2) / self.avg_num_neighbors)
         return out
+
+    def reference_sums(
+        self,
+        g: Tensor,
+        x: Tensor,
+        w: Tensor,
+        receiver: Tensor,
+        sender: Tensor,
+        num_receivers: int,
+        piece_paths: list[int],
+        piece_dims: list[int],
+    ) -> list[Tensor]:
+        """Σ_j R_ij[path, c] (G_eᵀ h_j)[path, m, c] for each piece of one input block's group,
+        (R, P·d_b, C).  Shapes: g (E, d_a, Q_a), x (N, d_a, C), w (E, P_a, C)."""
+        num_edges, channels = g.shape[0], self.channels
+        x = gather_rows(x, sender)  # (E, d_a, C)
+        g = g.transpose(1, 2)  # (E, Q_a, d_a)
+        messages = g * x if x.shape[1] == 1 else torch.bmm(g, x)  # (E, Q_a, C)
+        # split, not slices: a slice's gradient is a zero tensor of the whole group's size
+        split = messages.split([n * d for n, d in zip(piece_paths, piece_dims)], dim=1)
+        weights = w.split(piece_paths, dim=1)
+        sums: list[Tensor] = []
+        for i, (n_paths, dim) in enumerate(zip(piece_paths, piece_dims)):
+            m = split[i].reshape(num_edges, n_paths, dim, channels) * weights[i].unsqueeze(2)
+            sums.append(scatter_rows(m.reshape(num_edges, n_paths * dim, channels), receiver, num_receivers))
+        return sums
+
+    @torch.jit.unused
+    def contract_edges(
+        self, g: Tensor, x: Tensor, w: Tensor, path: Tensor, receiver: Tensor, sender: Tensor, num_receivers: int
+    ) -> Tensor:
+        """The hand-written kernel (ictp_model/kernels): the same sums as the reference path below,
+        without its (E, Q_a, C) intermediates.  Inference only (no second derivative); TorchScript
+        exports keep the reference path."""
+        return torch.ops.ictp.edge_contract(g, x, w, path, receiver, sender, num_receivers)
 
 
 def gather_rows(x: Tensor, index: Tensor) -> Tensor:

@@ -12,13 +12,17 @@ is compiled in a process of its own first (the compile time is printed), then ti
 --allocators system,keep times every configuration under both allocator settings: glibc as it is,
 and glibc told to keep freed memory (ictp_model.device.keep_freed_memory, pair_style ictp's default).
 
+Eager inference runs the convolution's edge kernel on CPU (ictp_model/kernels, what ICTPCalculator
+and `ictp eval` run); --conv reference times the reference convolution instead, --conv both both
+(rows marked /ref).  Training steps always run the reference (the kernel has no second derivative).
+
 --device cuda runs every model on the GPU (the .pt2 compiled for it); each timed call ends with a
 synchronisation, and the memory column is then the peak of torch's GPU allocator, not the RSS.
 
 Usage:
     python benchmarks/speed.py [--channels 64] [--dtype float64] [--molecule ../shared/data/3bpa/train_300K.xyz]
                                [--systems molecule27,bcc54,bcc128] [--batches 1,16] [--no-mace] [--compiled]
-                               [--allocators system,keep] [--device cuda]
+                               [--allocators system,keep] [--device cuda] [--conv kernel|reference|both]
 """
 
 import argparse
@@ -86,6 +90,8 @@ def run_worker(spec: dict) -> dict:
             def energy_forces():
                 return compiled.properties(graph)
         else:
+            if spec["mode"] == "infer":  # what ICTPCalculator and `ictp eval` run (training: the reference)
+                model.use_edge_kernel(spec.get("edge_kernel", True) and device.type == "cpu")
 
             def energy_forces():
                 return compute_properties(model, graph, forces=True)
@@ -184,7 +190,8 @@ def configurations(base: dict, args, packages: str) -> list[dict]:
                 specs.append(dict(group, model="mace", storage="-"))
             for variant in args.variants.split(","):
                 for storage in args.storages.split(","):
-                    specs.append(dict(group, model=variant, storage=storage))
+                    for conv in ("kernel", "reference") if args.conv == "both" else (args.conv,):
+                        specs.append(dict(group, model=variant, storage=storage, edge_kernel=conv == "kernel"))
                 if args.compiled:  # one package serves every system
                     package = os.path.join(packages, f"{variant}.pt2")
                     specs.append(dict(group, model=variant, storage="compact", package=package))
@@ -212,6 +219,13 @@ def main() -> None:
     parser.add_argument("--no-mace", action="store_true")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--compiled", action="store_true", help="also the compiled export (.pt2) of each variant")
+    parser.add_argument(
+        "--conv",
+        choices=["kernel", "reference", "both"],
+        default="kernel",
+        help="eager inference with the edge kernel (ictp_model/kernels; what ICTPCalculator runs on CPU), "
+        "the reference convolution, or both (rows marked /ref)",
+    )
     parser.add_argument("--allocators", default="system", help="system, keep or both (system,keep)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (every model on the GPU)")
     parser.add_argument("--json", help="also write all rows to this file")
@@ -264,7 +278,7 @@ def main() -> None:
             )
             continue
         ratio = f"{row['ms_per_structure'] / reference[key]:7.2f}" if key in reference else f"{'-':>7}"
-        name = row["model"] + (".pt2" if row.get("package") else "")
+        name = row["model"] + (".pt2" if row.get("package") else "" if row.get("edge_kernel", True) else "/ref")
         line = f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {name:7}"
         line += f" {row['storage']:7} {row['num_edges']:7d}"
         line += f" {row['ms_per_structure']:10.1f} {row['peak_rss_mb']:11.0f} {ratio}"

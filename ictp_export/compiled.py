@@ -61,6 +61,7 @@ from torch._inductor.package import load_package, package_aoti
 from ictp_model.data.graph import AtomicGraph
 from ictp_model.device import INDUCTOR_OPTIONS
 from ictp_model.files import atomic_write
+from ictp_model.kernels import edge_kernel_available
 from ictp_model.model.bounded import DEFAULT_MEMORY_MB, bytes_per_edge
 from ictp_model.model.config import ModelConfig
 from ictp_model.model.network import ICTPNetwork, element_table
@@ -174,14 +175,14 @@ def compile_network(network: ICTPNetwork, out: Union[str, Path], device: str = "
     for module in network.modules():  # the form of species_matmul that AOTInductor compiles exactly
         if hasattr(module, "grouped_species"):
             module.grouped_species = False
-    network.use_edge_kernel(torch.device(device).type == "cpu")  # (a CPU kernel; inference only)
+    edge_kernel = network.use_edge_kernel(torch.device(device).type == "cpu")  # (a CPU kernel; inference only)
     example = traceable_example(network)
     positions, species, edge_index, shifts, receivers = example
     args = tuple(x.to(device) for x in (positions, species, edge_index, shifts, *layer_sizes(edge_index, receivers)))
     programs = {"model": (CompiledInterface(network), args, _interface_dims(len(receivers)))}
     programs.update(piece_programs(network, example, device))
     memory = {"bytes_per_edge": json.dumps(bytes_per_edge(network)), "default_memory_mb": json.dumps(DEFAULT_MEMORY_MB)}
-    meta = {**metadata(network), "device": str(device), **memory}
+    meta = {**metadata(network), "device": str(device), "edge_kernel": json.dumps(edge_kernel), **memory}
     times: dict = {"trace": 0.0, "export": 0.0, "compile": 0.0}
     try:
         with tempfile.TemporaryDirectory() as folder:
@@ -254,10 +255,16 @@ class CompiledModel:
 
     def __init__(self, path: Union[str, Path]):
         path = str(path)
+        kernel = edge_kernel_available()  # a CPU package calls torch.ops.ictp.*: registered before loading
         try:
             self.package = torch._inductor.aoti_load_package(path)
         except Exception as error:
-            raise ValueError(f"{path}: not a loadable AOTInductor package ({error})") from error
+            hint = (
+                ""
+                if kernel
+                else "; if it was compiled for CPU, it calls the ictp edge kernel, which could not be built here"
+            )
+            raise ValueError(f"{path}: not a loadable AOTInductor package ({error}){hint}") from error
         meta = self.package.get_metadata()
         if meta.get("interface") != INTERFACE:
             raise ValueError(f"{path}: not an ICTP .pt2 (metadata interface={meta.get('interface')!r})")

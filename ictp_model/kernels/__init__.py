@@ -18,6 +18,9 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("edge_contraction.cpp")
+# -fopenmp: at::parallel_for is a header template, threaded only where its pragmas are compiled in
+# (the OpenMP runtime is torch's own, already loaded: nothing more is linked)
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-DICTP_REGISTER_ON_LOAD"]
 _state: dict = {}
 
 
@@ -31,7 +34,8 @@ def _cpu_signature() -> str:
 
 
 def _build_folder() -> Path:
-    key = hashlib.sha256(SOURCE.read_bytes() + torch.__version__.encode() + _cpu_signature().encode()).hexdigest()
+    identity = [SOURCE.read_bytes(), torch.__version__.encode(), _cpu_signature().encode(), " ".join(FLAGS).encode()]
+    key = hashlib.sha256(b"\0".join(identity)).hexdigest()
     root = os.environ.get("TORCH_EXTENSIONS_DIR") or os.path.join(Path.home(), ".cache", "torch_extensions")
     folder = Path(root) / f"ictp_kernels_{key[:16]}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,7 +68,7 @@ def edge_kernel_available() -> bool:
             load(
                 name="ictp_kernels",
                 sources=[str(SOURCE)],
-                extra_cflags=["-O3", "-march=native", "-fopenmp-simd", "-DICTP_REGISTER_ON_LOAD"],
+                extra_cflags=FLAGS,
                 build_directory=str(_build_folder()),
                 is_python_module=False,
                 verbose=False,

@@ -80,64 +80,49 @@ void forward_kernel(const T *g, const T *x, const T *w, const int64_t *path, con
   });
 }
 
+// one pass over the edges grouped by sender: dw and dg are each edge's own rows, and dx[s] is
+// summed by the one thread that holds sender s
 template <typename T, int KK>
 void backward_kernel(const T *grad, const T *g, const T *x, const T *w, const int64_t *path,
                      const int64_t *receiver, const int64_t *sender, T *dg, T *dx, T *dw, Sizes n)
 {
   const int64_t K = KK > 0 ? KK : n.k, Q = n.q, C = n.channels;
-  // dw and dg: each edge its own rows
-  at::parallel_for(0, n.edges, 16, [&](int64_t begin, int64_t end) {
-    std::vector<T> u(C);
-    for (int64_t e = begin; e < end; e++) {
-      const T *xs = x + sender[e] * K * C;
-      const T *ge = g + e * K * Q;
-      const T *we = w + e * n.paths * C;
-      const T *t = grad + receiver[e] * Q * C;
-      T *dwe = dw + e * n.paths * C;
-      T *dge = dg + e * K * Q;
-      for (int64_t q = 0; q < Q; q++) {
-        const T *wq = we + path[q] * C;
-        T *dwq = dwe + path[q] * C;
-        const T *tq = t + q * C;
-#pragma omp simd
-        for (int64_t c = 0; c < C; c++) {
-          T s = 0;
-          for (int64_t k = 0; k < K; k++) s += ge[k * Q + q] * xs[k * C + c];
-          dwq[c] += tq[c] * s;
-          u[c] = tq[c] * wq[c];
-        }
-        for (int64_t k = 0; k < K; k++) {
-          const T *xk = xs + k * C;
-          T s = 0;
-#pragma omp simd reduction(+ : s)
-          for (int64_t c = 0; c < C; c++) s += u[c] * xk[c];
-          dge[k * Q + q] = s;
-        }
-      }
-    }
-  });
-  // dx: each sender's edges summed by one thread (no two threads write one row)
   std::vector<int64_t> offsets, order;
   group_by(sender, n.edges, n.nodes, offsets, order);
   at::parallel_for(0, n.nodes, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> u(C);
     for (int64_t s = begin; s < end; s++) {
+      const T *xs = x + s * K * C;
       T *dxs = dx + s * K * C;
       for (int64_t i = offsets[s]; i < offsets[s + 1]; i++) {
         const int64_t e = order[i];
         const T *ge = g + e * K * Q;
         const T *we = w + e * n.paths * C;
         const T *t = grad + receiver[e] * Q * C;
+        T *dwe = dw + e * n.paths * C;
+        T *dge = dg + e * K * Q;
         for (int64_t q = 0; q < Q; q++) {
           const T *wq = we + path[q] * C;
+          T *dwq = dwe + path[q] * C;
           const T *tq = t + q * C;
 #pragma omp simd
-          for (int64_t c = 0; c < C; c++) u[c] = tq[c] * wq[c];
+          for (int64_t c = 0; c < C; c++) {
+            T m = 0;
+            for (int64_t k = 0; k < K; k++) m += ge[k * Q + q] * xs[k * C + c];
+            dwq[c] += tq[c] * m;
+            u[c] = tq[c] * wq[c];
+          }
           for (int64_t k = 0; k < K; k++) {
+            const T *xk = xs + k * C;
             const T gk = ge[k * Q + q];
             T *d = dxs + k * C;
-#pragma omp simd
-            for (int64_t c = 0; c < C; c++) d[c] += gk * u[c];
+            T sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (int64_t c = 0; c < C; c++) {
+              sum += u[c] * xk[c];
+              d[c] += gk * u[c];
+            }
+            dge[k * Q + q] = sum;
           }
         }
       }

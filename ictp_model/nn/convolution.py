@@ -14,6 +14,10 @@ tensors keep the channels last, so their elementwise work runs over C contiguous
 A group's columns are ordered by output block, then path; within an output block the paths are
 ordered by input block (tensor.blocks.block_paths), so each block's paths are the groups' pieces
 concatenated in group order.
+
+For inference on CPU (`edge_kernel`, set by ICTPNetwork.use_edge_kernel) the gather, product,
+weighting and sum over neighbours are one hand-written kernel (ictp_model/kernels), which never
+forms the (E, Q_a, C) messages; :meth:`TwoBodyFeatures.reference_sums` is the reference it equals.
 """
 
 import math

@@ -4,6 +4,7 @@ of sizes other than the one it was traced on (one package, no recompiling).
 
 The package is the session's compiled_light (tests/conftest.py): one compile for all tests."""
 
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -102,6 +103,13 @@ def test_metadata_is_the_torchscript_attributes(package):
     assert compiled.num_layers == scripted.num_layers
     assert compiled.dtype == scripted.dtype
     assert compiled.config == net.config
+
+
+def test_a_cpu_package_calls_the_edge_kernel_where_it_builds(package):
+    """So that the equalities above check the kernel's compiled path against the reference."""
+    from ictp_model.kernels import edge_kernel_available
+
+    assert CompiledModel(package).metadata["edge_kernel"] == json.dumps(edge_kernel_available())
 
 
 def test_a_file_that_is_no_package_is_refused(tmp_path):

@@ -104,3 +104,18 @@ def test_a_torchscript_export_of_a_model_with_the_kernel_on_runs_the_reference_p
     ref = compute_properties(model, graph, forces=True, stress=True)
     torch.testing.assert_close(out["forces"], ref["forces"].detach(), rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(out["virial"], ref["virial"][0].detach(), rtol=1e-10, atol=1e-12)
+
+
+def test_an_edge_index_out_of_range_is_an_error_not_a_stray_write():
+    g, x = torch.zeros(2, 1, 3, dtype=torch.float64), torch.zeros(4, 1, 5, dtype=torch.float64)
+    w = torch.zeros(2, 1, 5, dtype=torch.float64)
+    path = torch.zeros(3, dtype=torch.long)
+    ok = torch.tensor([0, 1])
+    assert torch.ops.ictp.edge_contract(g, x, w, path, ok, ok, 2).shape == (2, 3, 5)
+    with pytest.raises(RuntimeError, match="edge 1 has atom index 2"):
+        torch.ops.ictp.edge_contract(g, x, w, path, torch.tensor([0, 2]), ok, 2)  # receiver 2 of 2
+    with pytest.raises(RuntimeError, match="edge 0 has sender 4"):
+        torch.ops.ictp.edge_contract(g, x, w, path, ok, torch.tensor([4, 0]), 2)  # sender 4 of 4 atoms
+    grad = torch.zeros(2, 3, 5, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="edge 1 has receiver 2"):
+        torch.ops.ictp.edge_contract_backward(grad, g, x, w, path, torch.tensor([0, 2]), ok)

@@ -9,6 +9,7 @@ unavailable and the model keeps its reference path (the same numbers, slower).
 ICTP_EDGE_KERNEL=0 turns it off.
 """
 
+import functools
 import hashlib
 import os
 import platform
@@ -21,7 +22,6 @@ SOURCE = Path(__file__).with_name("edge_contraction.cpp")
 # -fopenmp: at::parallel_for is a header template, threaded only where its pragmas are compiled in
 # (the OpenMP runtime is torch's own, already loaded: nothing more is linked)
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-DICTP_REGISTER_ON_LOAD"]
-_state: dict = {}
 
 
 def _cpu_signature() -> str:
@@ -54,11 +54,9 @@ def _register_fakes() -> None:
         return torch.empty_like(g), torch.empty_like(x), torch.empty_like(w)
 
 
+@functools.cache
 def edge_kernel_available() -> bool:
     """Whether ``torch.ops.ictp.edge_contract`` is loaded (building it on the first call)."""
-    if "available" in _state:
-        return _state["available"]
-    _state["available"] = False
     if os.environ.get("ICTP_EDGE_KERNEL", "1") == "0":
         return False
     try:
@@ -81,5 +79,4 @@ def edge_kernel_available() -> bool:
             stacklevel=2,
         )
         return False
-    _state["available"] = True
     return True

@@ -33,16 +33,21 @@ namespace {
 
 using at::Tensor;
 
+// an index out of range is an error naming the edge, not a stray read or write
+void check_range(const int64_t *key, int64_t num_edges, int64_t num_keys, const char *what)
+{
+  for (int64_t e = 0; e < num_edges; e++)
+    TORCH_CHECK(key[e] >= 0 && key[e] < num_keys, "ictp::edge_contract: edge ", e, " has ", what, " ", key[e],
+                ", outside [0, ", num_keys, ")");
+}
+
 // the edges grouped by key (a counting sort): the edges of key i are order[offsets[i] : offsets[i + 1]]
 void group_by(const int64_t *key, int64_t num_edges, int64_t num_keys, std::vector<int64_t> &offsets,
               std::vector<int64_t> &order)
 {
+  check_range(key, num_edges, num_keys, "atom index");
   offsets.assign(num_keys + 1, 0);
-  for (int64_t e = 0; e < num_edges; e++) {
-    TORCH_CHECK(key[e] >= 0 && key[e] < num_keys, "ictp::edge_contract: edge ", e, " has atom index ", key[e],
-                ", outside [0, ", num_keys, ")");
-    offsets[key[e] + 1]++;
-  }
+  for (int64_t e = 0; e < num_edges; e++) offsets[key[e] + 1]++;
   for (int64_t i = 0; i < num_keys; i++) offsets[i + 1] += offsets[i];
   order.resize(num_edges);
   std::vector<int64_t> next(offsets.begin(), offsets.end() - 1);
@@ -61,9 +66,7 @@ void forward_kernel(const T *g, const T *x, const T *w, const int64_t *path, con
   const int64_t K = KK > 0 ? KK : n.k, Q = n.q, C = n.channels;
   std::vector<int64_t> offsets, order;
   group_by(receiver, n.edges, n.receivers, offsets, order);
-  for (int64_t e = 0; e < n.edges; e++)  // (the backward groups by sender, which checks them there)
-    TORCH_CHECK(sender[e] >= 0 && sender[e] < n.nodes, "ictp::edge_contract: edge ", e, " has sender ", sender[e],
-                ", outside [0, ", n.nodes, ")");
+  check_range(sender, n.edges, n.nodes, "sender");
   at::parallel_for(0, n.receivers, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
       T *acc = out + r * Q * C;
@@ -96,9 +99,7 @@ void backward_kernel(const T *grad, const T *g, const T *x, const T *w, const in
   const int64_t K = KK > 0 ? KK : n.k, Q = n.q, C = n.channels;
   std::vector<int64_t> offsets, order;
   group_by(sender, n.edges, n.nodes, offsets, order);
-  for (int64_t e = 0; e < n.edges; e++)
-    TORCH_CHECK(receiver[e] >= 0 && receiver[e] < n.receivers, "ictp::edge_contract: edge ", e, " has receiver ",
-                receiver[e], ", outside [0, ", n.receivers, ")");
+  check_range(receiver, n.edges, n.receivers, "receiver");
   at::parallel_for(0, n.nodes, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> u(C);
     for (int64_t s = begin; s < end; s++) {

@@ -46,8 +46,9 @@ class SourceProduct(nn.Module):
     table over all of A's blocks at once multiplied mostly zeros, as a path reads one block of A.)
 
     split_by_block (set by the network from its dtype) chooses between the two forms, which give
-    the same numbers: per block of A (fewer operations; faster in float64 here), or one table over
-    all of A's blocks (fewer, larger matrix products; faster in float32 here, README).
+    the same numbers: per block of A (fewer operations; faster in float64 here, and compiled, the
+    .pt2's form, in both dtypes), or one table over all of A's blocks (fewer, larger matrix
+    products; faster in eager float32 here, README).
 
     Shapes: x (N, C, S_a, d_a), A list[(N, C, d_b)] -> (N, C, S_a, Σ_outputs d_c).
     """

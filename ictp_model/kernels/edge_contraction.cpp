@@ -25,6 +25,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <mutex>
 #include <tuple>
 #include <vector>
@@ -70,6 +71,7 @@ void forward_kernel(const T *g, const T *x, const T *w, const int64_t *path, con
   at::parallel_for(0, n.receivers, 1, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; r++) {
       T *acc = out + r * Q * C;
+      std::fill(acc, acc + Q * C, T(0));  // (here, not a separate pass over the whole output)
       for (int64_t i = offsets[r]; i < offsets[r + 1]; i++) {
         const int64_t e = order[i];
         const T *xs = x + sender[e] * K * C;
@@ -91,17 +93,25 @@ void forward_kernel(const T *g, const T *x, const T *w, const int64_t *path, con
 }
 
 // one pass over the edges grouped by sender: dw and dg are each edge's own rows, and dx[s] is
-// summed by the one thread that holds sender s
+// summed by the one thread that holds sender s.  Per edge, with u[q, c] = t[q, c] w[path q, c]
+// (t: the output gradient of the edge's receiver):
+//   dw[p, c] = sum_{q in p} t[q, c] m[q, c],  m[q, c] = sum_k g[k, q] x[k, c]
+//   dx[k, c] += sum_q g[k, q] u[q, c],        dg[k, q] = sum_c x[k, c] u[q, c]
+// With K known (KK > 0) the channels go in register-sized blocks: x's and dx's values of a block
+// stay in registers across the columns q; u is kept (Q x C, in cache) for dg.
 template <typename T, int KK>
 void backward_kernel(const T *grad, const T *g, const T *x, const T *w, const int64_t *path,
                      const int64_t *receiver, const int64_t *sender, T *dg, T *dx, T *dw, Sizes n)
 {
+  constexpr int64_t B = 32 / sizeof(T);  // one AVX2 vector of channels
   const int64_t K = KK > 0 ? KK : n.k, Q = n.q, C = n.channels;
+  const bool blocked = KK >= 3 && C % B == 0;
   std::vector<int64_t> offsets, order;
   group_by(sender, n.edges, n.nodes, offsets, order);
   check_range(receiver, n.edges, n.receivers, "receiver");
   at::parallel_for(0, n.nodes, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> u(C);
+    std::vector<T> u_rows(Q * C);
+    T *u = u_rows.data();
     for (int64_t s = begin; s < end; s++) {
       const T *xs = x + s * K * C;
       T *dxs = dx + s * K * C;
@@ -112,16 +122,56 @@ void backward_kernel(const T *grad, const T *g, const T *x, const T *w, const in
         const T *t = grad + receiver[e] * Q * C;
         T *dwe = dw + e * n.paths * C;
         T *dge = dg + e * K * Q;
+        std::fill(dwe, dwe + n.paths * C, T(0));  // the edge's own row: zeroed while it is in cache
+        if (blocked) {
+          constexpr int64_t KB = KK > 0 ? KK : 1;
+          for (int64_t c0 = 0; c0 < C; c0 += B) {
+            T xr[KB][B], dxr[KB][B];
+            for (int64_t k = 0; k < KB; k++)
+              for (int64_t c = 0; c < B; c++) xr[k][c] = xs[k * C + c0 + c], dxr[k][c] = 0;
+            for (int64_t q = 0; q < Q; q++) {
+              const T *tq = t + q * C + c0, *wq = we + path[q] * C + c0;
+              T *dwq = dwe + path[q] * C + c0, *uq = u + q * C + c0;
+              T gq[KB];
+              for (int64_t k = 0; k < KB; k++) gq[k] = ge[k * Q + q];
+#pragma omp simd
+              for (int64_t c = 0; c < B; c++) {
+                T m = 0;
+                for (int64_t k = 0; k < KB; k++) m += gq[k] * xr[k][c];
+                dwq[c] += tq[c] * m;
+                const T uc = tq[c] * wq[c];
+                uq[c] = uc;
+                for (int64_t k = 0; k < KB; k++) dxr[k][c] += gq[k] * uc;
+              }
+            }
+            for (int64_t k = 0; k < KB; k++)
+              for (int64_t c = 0; c < B; c++) dxs[k * C + c0 + c] += dxr[k][c];
+          }
+          for (int64_t q = 0; q < Q; q++) {
+            T acc[KB][B] = {};
+            for (int64_t c0 = 0; c0 < C; c0 += B)
+              for (int64_t k = 0; k < KB; k++)
+#pragma omp simd
+                for (int64_t c = 0; c < B; c++) acc[k][c] += xs[k * C + c0 + c] * u[q * C + c0 + c];
+            for (int64_t k = 0; k < KB; k++) {
+              T sum = 0;
+              for (int64_t c = 0; c < B; c++) sum += acc[k][c];
+              dge[k * Q + q] = sum;
+            }
+          }
+          continue;
+        }
         for (int64_t q = 0; q < Q; q++) {
           const T *wq = we + path[q] * C;
           T *dwq = dwe + path[q] * C;
           const T *tq = t + q * C;
+          T *uq = u + q * C;
 #pragma omp simd
           for (int64_t c = 0; c < C; c++) {
             T m = 0;
             for (int64_t k = 0; k < K; k++) m += ge[k * Q + q] * xs[k * C + c];
             dwq[c] += tq[c] * m;
-            u[c] = tq[c] * wq[c];
+            uq[c] = tq[c] * wq[c];
           }
           for (int64_t k = 0; k < K; k++) {
             const T *xk = xs + k * C;
@@ -130,8 +180,8 @@ void backward_kernel(const T *grad, const T *g, const T *x, const T *w, const in
             T sum = 0;
 #pragma omp simd reduction(+ : sum)
             for (int64_t c = 0; c < C; c++) {
-              sum += u[c] * xk[c];
-              d[c] += gk * u[c];
+              sum += uq[c] * xk[c];
+              d[c] += gk * uq[c];
             }
             dge[k * Q + q] = sum;
           }
@@ -173,7 +223,7 @@ Tensor edge_contract_cpu(const Tensor &g_, const Tensor &x_, const Tensor &w_, c
   Tensor g = g_.contiguous(), x = x_.contiguous(), w = w_.contiguous(), path = path_.contiguous();
   Tensor receiver = receiver_.contiguous(), sender = sender_.contiguous();
   Sizes n{g.size(0), x.size(0), num_receivers, g.size(1), g.size(2), w.size(1), x.size(2)};
-  Tensor out = at::zeros({num_receivers, n.q, n.channels}, x.options());
+  Tensor out = at::empty({num_receivers, n.q, n.channels}, x.options());  // (each row zeroed by its thread)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ictp::edge_contract", [&] {
     ICTP_DISPATCH_K(n.k, forward_kernel, g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                     path.data_ptr<int64_t>(), receiver.data_ptr<int64_t>(), sender.data_ptr<int64_t>(),
@@ -190,7 +240,7 @@ std::tuple<Tensor, Tensor, Tensor> edge_contract_backward_cpu(const Tensor &grad
   Tensor grad = grad_.contiguous(), g = g_.contiguous(), x = x_.contiguous(), w = w_.contiguous();
   Tensor path = path_.contiguous(), receiver = receiver_.contiguous(), sender = sender_.contiguous();
   Sizes n{g.size(0), x.size(0), grad.size(0), g.size(1), g.size(2), w.size(1), x.size(2)};
-  Tensor dg = at::empty_like(g), dx = at::zeros_like(x), dw = at::zeros_like(w);
+  Tensor dg = at::empty_like(g), dx = at::zeros_like(x), dw = at::empty_like(w);  // (dw: zeroed per edge)
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "ictp::edge_contract_backward", [&] {
     ICTP_DISPATCH_K(n.k, backward_kernel, grad.data_ptr<scalar_t>(), g.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
                     w.data_ptr<scalar_t>(), path.data_ptr<int64_t>(), receiver.data_ptr<int64_t>(),

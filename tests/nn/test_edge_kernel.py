@@ -1,4 +1,5 @@
-"""The hand-written edge kernel (ictp_model/kernels) against the reference convolution, float64."""
+"""The hand-written edge kernel (ictp_model/kernels) against plain torch (the op, both dtypes) and
+against the reference convolution (the model, float64)."""
 
 import numpy as np
 import pytest
@@ -31,6 +32,36 @@ def assert_same(reference: dict, kernel: dict) -> None:
     assert reference.keys() == kernel.keys()
     for key in reference:
         torch.testing.assert_close(kernel[key], reference[key], rtol=1e-10, atol=1e-12, msg=key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("k", [1, 3, 5, 7, 9])  # the unrolled input dimensions and a general one
+@pytest.mark.parametrize("channels", [4, 8, 12, 64])  # whole vectors of channels and not
+def test_the_op_and_its_derivative_equal_plain_torch(dtype, k, channels):
+    gen = torch.Generator().manual_seed(k * 100 + channels)
+    edges, nodes, receivers, q, p = 60, 11, 9, 13, 4
+    g, x, w = (
+        torch.randn(*shape, dtype=dtype, generator=gen)
+        for shape in ((edges, k, q), (nodes, k, channels), (edges, p, channels))
+    )
+    path = torch.sort(torch.randint(0, p, (q,), generator=gen)).values
+    receiver, sender = (
+        torch.randint(0, receivers, (edges,), generator=gen),
+        torch.randint(0, nodes, (edges,), generator=gen),
+    )
+    grad = torch.randn(receivers, q, channels, dtype=dtype, generator=gen)
+
+    inputs = [t.clone().requires_grad_() for t in (g, x, w)]
+    messages = torch.einsum("ekq,ekc->eqc", inputs[0], inputs[1][sender]) * inputs[2][:, path]
+    expected = torch.zeros(receivers, q, channels, dtype=dtype).index_add(0, receiver, messages)
+    expected_grads = torch.autograd.grad(expected, inputs, grad)
+
+    tolerance = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+    got = torch.ops.ictp.edge_contract(g, x, w, path, receiver, sender, receivers)
+    torch.testing.assert_close(got, expected.detach(), **tolerance)
+    got_grads = torch.ops.ictp.edge_contract_backward(grad, g, x, w, path, receiver, sender)
+    for name, a, b in zip(["dg", "dx", "dw"], got_grads, expected_grads):
+        torch.testing.assert_close(a, b, **tolerance, msg=name)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

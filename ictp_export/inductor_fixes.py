@@ -6,8 +6,9 @@ parallelises the inner loop instead.  It counts a loop's steps as size // vector
 vectorised loop over one block's 3, 5 or 7 Cartesian components (shorter than one vector) counts
 as 0 steps, and the whole outer range with it: a reduction over 10 slots inside a loop over
 N · C (atom, channel) rows was then run as N · C parallel regions of 10 additions each (the
-float64 product basis: 14.7 ms of a 113 ms call on a 128-atom cell, 2 threads).  Here such a
-loop counts as one step, so the outer loops stay parallel.  Only the choice of loop to
+float64 product basis: 14.7 ms of a 113 ms call on a 128-atom cell, 2 threads).  Here, when the
+outer loops hold such a loop, they stay the parallel ones (the nest as inductor builds it without
+the inward switch); other nests are left as inductor chose.  Only the choice of loop to
 parallelise changes, never the arithmetic (the package equals the TorchScript export to 1e-10 in
 tests/export/test_compiled.py).
 """
@@ -20,7 +21,8 @@ import sympy
 
 @contextlib.contextmanager
 def outer_loops_stay_parallel() -> Iterator[None]:
-    """Within this context inductor counts a vector loop shorter than one vector as one step."""
+    """Within this context a loop nest whose outer loops hold a vector loop shorter than one vector
+    is parallelised over those outer loops."""
     try:
         from torch._inductor.codegen.cpp import LoopNest, ParallelDepth
     except ImportError:  # another torch: its code generation is its own

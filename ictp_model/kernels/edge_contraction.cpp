@@ -92,13 +92,89 @@ void forward_kernel(const T *g, const T *x, const T *w, const int64_t *path, con
   });
 }
 
-// one pass over the edges grouped by sender: dw and dg are each edge's own rows, and dx[s] is
-// summed by the one thread that holds sender s.  Per edge, with u[q, c] = t[q, c] w[path q, c]
-// (t: the output gradient of the edge's receiver):
+// The backward of one edge, with u[q, c] = t[q, c] w[path q, c] (t: the output gradient of the
+// edge's receiver):
 //   dw[p, c] = sum_{q in p} t[q, c] m[q, c],  m[q, c] = sum_k g[k, q] x[k, c]
 //   dx[k, c] += sum_q g[k, q] u[q, c],        dg[k, q] = sum_c x[k, c] u[q, c]
-// With K known (KK > 0) the channels go in register-sized blocks: x's and dx's values of a block
-// stay in registers across the columns q; u is kept (Q x C, in cache) for dg.
+// dw must hold zeros; u is scratch of Q x C.
+//
+// Register-blocked form (K = KK >= 3, C a multiple of B): a vector of B channels of x and dx stays
+// in registers across the columns q; u is kept (in cache) for dg.
+template <typename T, int KK, int64_t B>
+inline void edge_backward_blocked(const T *ge, const T *xs, const T *we, const T *t, const int64_t *path, T *dwe,
+                                  T *dge, T *dxs, T *u, int64_t Q, int64_t C)
+{
+  for (int64_t c0 = 0; c0 < C; c0 += B) {
+    T xr[KK][B], dxr[KK][B];
+    for (int64_t k = 0; k < KK; k++)
+      for (int64_t c = 0; c < B; c++) xr[k][c] = xs[k * C + c0 + c], dxr[k][c] = 0;
+    for (int64_t q = 0; q < Q; q++) {
+      const T *tq = t + q * C + c0, *wq = we + path[q] * C + c0;
+      T *dwq = dwe + path[q] * C + c0, *uq = u + q * C + c0;
+      T gq[KK];
+      for (int64_t k = 0; k < KK; k++) gq[k] = ge[k * Q + q];
+#pragma omp simd
+      for (int64_t c = 0; c < B; c++) {
+        T m = 0;
+        for (int64_t k = 0; k < KK; k++) m += gq[k] * xr[k][c];
+        dwq[c] += tq[c] * m;
+        const T uc = tq[c] * wq[c];
+        uq[c] = uc;
+        for (int64_t k = 0; k < KK; k++) dxr[k][c] += gq[k] * uc;
+      }
+    }
+    for (int64_t k = 0; k < KK; k++)
+      for (int64_t c = 0; c < B; c++) dxs[k * C + c0 + c] += dxr[k][c];
+  }
+  for (int64_t q = 0; q < Q; q++) {
+    T acc[KK][B] = {};
+    for (int64_t c0 = 0; c0 < C; c0 += B)
+      for (int64_t k = 0; k < KK; k++)
+#pragma omp simd
+        for (int64_t c = 0; c < B; c++) acc[k][c] += xs[k * C + c0 + c] * u[q * C + c0 + c];
+    for (int64_t k = 0; k < KK; k++) {
+      T sum = 0;
+      for (int64_t c = 0; c < B; c++) sum += acc[k][c];
+      dge[k * Q + q] = sum;
+    }
+  }
+}
+
+// Plain form (any K and C; faster than the blocked one for K = 1): column by column.  K = KK
+// where KK > 0 (unrolled), else k.
+template <typename T, int KK>
+inline void edge_backward_plain(const T *ge, const T *xs, const T *we, const T *t, const int64_t *path, T *dwe,
+                                T *dge, T *dxs, T *u, int64_t k_, int64_t Q, int64_t C)
+{
+  const int64_t K = KK > 0 ? KK : k_;
+  for (int64_t q = 0; q < Q; q++) {
+    const T *wq = we + path[q] * C;
+    T *dwq = dwe + path[q] * C;
+    const T *tq = t + q * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; c++) {
+      T m = 0;
+      for (int64_t k = 0; k < K; k++) m += ge[k * Q + q] * xs[k * C + c];
+      dwq[c] += tq[c] * m;
+      u[c] = tq[c] * wq[c];
+    }
+    for (int64_t k = 0; k < K; k++) {
+      const T *xk = xs + k * C;
+      const T gk = ge[k * Q + q];
+      T *d = dxs + k * C;
+      T sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < C; c++) {
+        sum += u[c] * xk[c];
+        d[c] += gk * u[c];
+      }
+      dge[k * Q + q] = sum;
+    }
+  }
+}
+
+// one pass over the edges grouped by sender: dw and dg are each edge's own rows, and dx[s] is
+// summed by the one thread that holds sender s
 template <typename T, int KK>
 void backward_kernel(const T *grad, const T *g, const T *x, const T *w, const int64_t *path,
                      const int64_t *receiver, const int64_t *sender, T *dg, T *dx, T *dw, Sizes n)
@@ -110,82 +186,22 @@ void backward_kernel(const T *grad, const T *g, const T *x, const T *w, const in
   group_by(sender, n.edges, n.nodes, offsets, order);
   check_range(receiver, n.edges, n.receivers, "receiver");
   at::parallel_for(0, n.nodes, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> u_rows(Q * C);
-    T *u = u_rows.data();
+    std::vector<T> scratch(Q * C);
     for (int64_t s = begin; s < end; s++) {
       const T *xs = x + s * K * C;
       T *dxs = dx + s * K * C;
       for (int64_t i = offsets[s]; i < offsets[s + 1]; i++) {
         const int64_t e = order[i];
-        const T *ge = g + e * K * Q;
-        const T *we = w + e * n.paths * C;
-        const T *t = grad + receiver[e] * Q * C;
-        T *dwe = dw + e * n.paths * C;
-        T *dge = dg + e * K * Q;
+        const T *ge = g + e * K * Q, *we = w + e * n.paths * C, *t = grad + receiver[e] * Q * C;
+        T *dwe = dw + e * n.paths * C, *dge = dg + e * K * Q;
         std::fill(dwe, dwe + n.paths * C, T(0));  // the edge's own row: zeroed while it is in cache
-        if (blocked) {
-          constexpr int64_t KB = KK > 0 ? KK : 1;
-          for (int64_t c0 = 0; c0 < C; c0 += B) {
-            T xr[KB][B], dxr[KB][B];
-            for (int64_t k = 0; k < KB; k++)
-              for (int64_t c = 0; c < B; c++) xr[k][c] = xs[k * C + c0 + c], dxr[k][c] = 0;
-            for (int64_t q = 0; q < Q; q++) {
-              const T *tq = t + q * C + c0, *wq = we + path[q] * C + c0;
-              T *dwq = dwe + path[q] * C + c0, *uq = u + q * C + c0;
-              T gq[KB];
-              for (int64_t k = 0; k < KB; k++) gq[k] = ge[k * Q + q];
-#pragma omp simd
-              for (int64_t c = 0; c < B; c++) {
-                T m = 0;
-                for (int64_t k = 0; k < KB; k++) m += gq[k] * xr[k][c];
-                dwq[c] += tq[c] * m;
-                const T uc = tq[c] * wq[c];
-                uq[c] = uc;
-                for (int64_t k = 0; k < KB; k++) dxr[k][c] += gq[k] * uc;
-              }
-            }
-            for (int64_t k = 0; k < KB; k++)
-              for (int64_t c = 0; c < B; c++) dxs[k * C + c0 + c] += dxr[k][c];
-          }
-          for (int64_t q = 0; q < Q; q++) {
-            T acc[KB][B] = {};
-            for (int64_t c0 = 0; c0 < C; c0 += B)
-              for (int64_t k = 0; k < KB; k++)
-#pragma omp simd
-                for (int64_t c = 0; c < B; c++) acc[k][c] += xs[k * C + c0 + c] * u[q * C + c0 + c];
-            for (int64_t k = 0; k < KB; k++) {
-              T sum = 0;
-              for (int64_t c = 0; c < B; c++) sum += acc[k][c];
-              dge[k * Q + q] = sum;
-            }
-          }
-          continue;
-        }
-        for (int64_t q = 0; q < Q; q++) {
-          const T *wq = we + path[q] * C;
-          T *dwq = dwe + path[q] * C;
-          const T *tq = t + q * C;
-          T *uq = u + q * C;
-#pragma omp simd
-          for (int64_t c = 0; c < C; c++) {
-            T m = 0;
-            for (int64_t k = 0; k < K; k++) m += ge[k * Q + q] * xs[k * C + c];
-            dwq[c] += tq[c] * m;
-            uq[c] = tq[c] * wq[c];
-          }
-          for (int64_t k = 0; k < K; k++) {
-            const T *xk = xs + k * C;
-            const T gk = ge[k * Q + q];
-            T *d = dxs + k * C;
-            T sum = 0;
-#pragma omp simd reduction(+ : sum)
-            for (int64_t c = 0; c < C; c++) {
-              sum += uq[c] * xk[c];
-              d[c] += gk * uq[c];
-            }
-            dge[k * Q + q] = sum;
+        if constexpr (KK >= 3) {
+          if (blocked) {
+            edge_backward_blocked<T, KK, B>(ge, xs, we, t, path, dwe, dge, dxs, scratch.data(), Q, C);
+            continue;
           }
         }
+        edge_backward_plain<T, KK>(ge, xs, we, t, path, dwe, dge, dxs, scratch.data(), K, Q, C);
       }
     }
   });

@@ -2,6 +2,7 @@
 stay STF and the maps are O(3)-equivariant."""
 
 import math
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -23,8 +24,54 @@ class BlockLinear(nn.Module):
     def forward(self, x: list[Tensor]) -> list[Tensor]:
         out: list[Tensor] = []
         for i, w in enumerate(self.weights):
-            out.append(torch.matmul(w.t() * self.norm, x[i]))  # (C_out, C_in) @ (N, C_in, d)
+            n, c, d = x[i].shape
+            # one GEMM over all (atom, component) rows; (C_out, C_in) @ (N, C_in, d) would run as
+            # N small products against N expanded copies of W
+            rows = x[i].transpose(1, 2).reshape(n * d, c)
+            out.append(torch.matmul(rows, w * self.norm).reshape(n, d, -1).transpose(1, 2))
         return out
+
+
+class _MatmulTransposedGradient(torch.autograd.Function):
+    """x @ m whose input gradient is formed transposed, as (m @ gᵀ)ᵀ, in float64 on CPU."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, m: Tensor) -> Tensor:
+        ctx.save_for_backward(x, m)
+        return torch.matmul(x, m)
+
+    @staticmethod
+    def backward(ctx, g: Tensor) -> tuple[Optional[Tensor], Optional[Tensor]]:
+        x, m = ctx.saved_tensors
+        grad_x = grad_m = None
+        if ctx.needs_input_grad[0]:
+            transposed = g.dtype == torch.float64 and g.device.type == "cpu"
+            grad_x = torch.matmul(m, g.t()).t() if transposed else torch.matmul(g, m.t())
+        if ctx.needs_input_grad[1]:
+            grad_m = torch.matmul(x.t(), g)
+        return grad_x, grad_m
+
+
+@torch.jit.unused
+def _matmul_transposed_gradient(x: Tensor, m: Tensor) -> Tensor:
+    return _MatmulTransposedGradient.apply(x, m)
+
+
+def wide_matmul(x: Tensor, m: Tensor) -> Tensor:
+    """x @ m for a matrix m much wider than tall (e.g. (64, 448), a radial head).
+
+    Its input gradient g @ mᵀ is a long, thin product with a wide inner dimension, which MKL's
+    float64 GEMM runs about 2x slower than the same product with its output transposed,
+    (m @ gᵀ)ᵀ, on the AVX2 CPUs we measured (benchmarks/gemm_layouts.py prints both on yours);
+    in float32 the plain form is the faster.  The backward, written in torch ops, stays
+    differentiable (training's double backward); TorchScript (the .pt export) takes the plain
+    product, whose gradient autograd forms itself.
+
+    Shapes: x (R, K), m (K, M) -> (R, M).
+    """
+    if torch.jit.is_scripting():
+        return torch.matmul(x, m)
+    return _matmul_transposed_gradient(x, m)
 
 
 def species_matmul(x: Tensor, species: Tensor, weights: Tensor, grouped: bool = True) -> Tensor:

@@ -88,3 +88,26 @@ def test_ungrouped_species_matrices_give_the_same_model(variant):
         for (_, h_got), (_, h_want) in zip(got, want):
             for a, b in zip(h_got, h_want):
                 torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_wide_matmul_and_its_first_and_second_derivatives_equal_matmul(dtype):
+    """wide_matmul forms its input gradient transposed in float64; values, both gradients and the
+    double backward of training (a force loss differentiates the gradient again) are matmul's."""
+    from ictp_model.nn.linear import wide_matmul
+
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(37, 8, dtype=dtype, generator=generator, requires_grad=True)
+    m = torch.randn(8, 21, dtype=dtype, generator=generator, requires_grad=True)
+    probe = torch.randn(37, 21, dtype=dtype, generator=generator)
+    results = []
+    for product in (wide_matmul, torch.matmul):
+        y = product(x, m)
+        gx, gm = torch.autograd.grad((y * probe).sum(), (x, m), create_graph=True)
+        second = torch.autograd.grad((gx.sin().sum() + gm.cos().sum()), (x, m))  # nonzero second derivatives
+        results.append((y, gx, gm, *second))
+    tolerance = 1e-12 if dtype == torch.float64 else 1e-5
+    for ours, reference in zip(*results):
+        assert torch.allclose(ours, reference, rtol=tolerance, atol=tolerance)
+    if dtype == torch.float64:
+        assert torch.autograd.gradgradcheck(wide_matmul, (x.detach().requires_grad_(), m.detach().requires_grad_()))

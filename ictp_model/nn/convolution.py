@@ -28,6 +28,8 @@ from torch import Tensor, nn
 from ictp_model.tensor.blocks import Block, block_dim, block_paths, sorted_blocks
 from ictp_model.tensor.coupling import coupling_tensor
 
+from .linear import wide_matmul
+
 
 class OutputBlock(nn.Module):
     """The parameters of one output block's paths: the last layer of the radial MLP giving their
@@ -156,7 +158,7 @@ class TwoBodyFeatures(nn.Module):
                 ],
                 dim=2,
             )
-            w = torch.matmul(radial, head.transpose(1, 2).reshape(-1, group.num_paths * channels))
+            w = wide_matmul(radial, head.transpose(1, 2).reshape(-1, group.num_paths * channels))
             w = w.reshape(num_edges, group.num_paths, channels)
             x = h[group.a].transpose(1, 2).contiguous()  # (N, d_a, C)
             g = torch.matmul(edge_harmonics, group.table).reshape(num_edges, group.d_a, group.width)
@@ -171,11 +173,12 @@ class TwoBodyFeatures(nn.Module):
         for b, block in enumerate(self.blocks):
             n_paths, dim = self.block_paths[b], self.block_dims[b]
             summed = torch.cat(pieces[b], dim=1) if len(pieces[b]) > 1 else pieces[b][0]  # (R, P, d, C)
-            summed = summed.transpose(1, 2).reshape(num_receivers, dim, n_paths * channels)
+            # 2-D rows, so the product is one GEMM even where this reshape is a strided view (P = 1)
+            summed = summed.transpose(1, 2).reshape(num_receivers * dim, n_paths * channels)
             # linear_second's rows are (c, p) pairs; here the (p, c) pairs are contiguous
             mix = (block.linear_second * block.mix_norm).reshape(channels, n_paths, channels).transpose(0, 1)
-            mixed = torch.matmul(summed, mix.reshape(n_paths * channels, channels))  # (R, d, C)
-            out.append(mixed.transpose(1, 2) / self.avg_num_neighbors)
+            mixed = torch.matmul(summed, mix.reshape(n_paths * channels, channels))  # (R·d, C)
+            out.append(mixed.reshape(num_receivers, dim, channels).transpose(1, 2) / self.avg_num_neighbors)
         return out
 
     def reference_sums(

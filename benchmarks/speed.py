@@ -16,6 +16,10 @@ Eager inference runs the convolution's edge kernel on CPU (ictp_model/kernels, w
 and `ictp eval` run); --conv reference times the reference convolution instead, --conv both both
 (rows marked /ref).  Training steps always run the reference (the kernel has no second derivative).
 
+--rounds N times every configuration N times, round by round (MACE, then each ICTP row, then again),
+and reports the median over rounds with the spread: this machine's speed drifts by up to 2x over
+minutes, and interleaving keeps such a spell from falling on one model's rows only.
+
 --device cuda runs every model on the GPU (the .pt2 compiled for it); each timed call ends with a
 synchronisation, and the memory column is then the peak of torch's GPU allocator, not the RSS.
 
@@ -23,11 +27,13 @@ Usage:
     python benchmarks/speed.py [--channels 64] [--dtype float64] [--molecule ../shared/data/3bpa/train_300K.xyz]
                                [--systems molecule27,bcc54,bcc128] [--batches 1,16] [--no-mace] [--compiled]
                                [--allocators system,keep] [--device cuda] [--conv kernel|reference|both]
+                               [--rounds 3]
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -180,6 +186,36 @@ def launch(spec: dict) -> dict:
     return json.loads(lines[-1])
 
 
+def row_key(row: dict) -> tuple:
+    return (row["allocator"], row["system"], row["batch"], row["mode"])
+
+
+def row_name(row: dict) -> str:
+    return row["model"] + (".pt2" if row.get("package") else "" if row.get("edge_kernel", True) else "/ref")
+
+
+def describe(row: dict) -> str:
+    what = f"{row['system']} {row_name(row)}"
+    return f"{what} ERROR {row['error']}" if "error" in row else f"{what} {row['ms_per_structure']:.1f} ms"
+
+
+def summarise(runs: list[dict]) -> dict:
+    """One configuration's rounds as one row: the median time over rounds, its spread, the
+    largest peak memory; an error in any round is the row's error."""
+    failed = [run for run in runs if "error" in run]
+    if failed:
+        return failed[0]
+    times = [run["ms_per_structure"] for run in runs]
+    return {
+        **runs[0],
+        "ms_per_structure": statistics.median(times),
+        "round_min_ms": min(times),
+        "round_max_ms": max(times),
+        "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
+        "rounds": times,
+    }
+
+
 def configurations(base: dict, args, packages: str) -> list[dict]:
     """Every timed configuration of one allocator setting, MACE first in each group."""
     specs = []
@@ -228,6 +264,7 @@ def main() -> None:
     )
     parser.add_argument("--allocators", default="system", help="system, keep or both (system,keep)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (every model on the GPU)")
+    parser.add_argument("--rounds", type=int, default=1, help="time every configuration this often, interleaved")
     parser.add_argument("--json", help="also write all rows to this file")
     args = parser.parse_args()
     if not set(args.allocators.split(",")) <= {"keep", "system"}:
@@ -257,31 +294,36 @@ def main() -> None:
     )
     header += f" {'peak GPU MB' if args.device.startswith('cuda') else 'peak RSS MB':>11} {'x MACE':>7}"
     print(header)
-    rows, reference, compiled = [], {}, {}
+    compiled: dict[str, dict] = {}
     for spec in specs:
         if spec.get("package") and spec["package"] not in compiled:
             made = launch(dict(spec, mode="compile"))
             compiled[spec["package"]] = made
             note = f"ERROR {made['error']}" if "error" in made else f"{made['compile_s']:.0f} s"
             print(f"# compiled {spec['model']} ({args.dtype}): {note}", flush=True)
-        if spec.get("package") and "error" in compiled[spec["package"]]:
-            continue
-        row = launch(spec)
-        rows.append(row)
-        key = (row["allocator"], row["system"], row["batch"], row["mode"])
-        if row["model"] == "mace" and "error" not in row:
-            reference[key] = row["ms_per_structure"]
+    specs = [s for s in specs if not (s.get("package") and "error" in compiled[s["package"]])]
+    timed = [[] for _ in specs]  # every round's row of each configuration
+    for round_ in range(args.rounds):
+        for i, spec in enumerate(specs):
+            timed[i].append(launch(spec))
+            if args.rounds > 1:
+                print(f"# round {round_ + 1}/{args.rounds}: {describe(timed[i][-1])}", flush=True)
+    rows = [summarise(runs) for runs in timed]
+    reference = {row_key(row): row["ms_per_structure"] for row in rows if row["model"] == "mace" and "error" not in row}
+    for row in rows:
         if "error" in row:
             print(
                 f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {row['model']:7}"
                 f" {row['storage']:7} ERROR {row['error']}"
             )
             continue
+        key = row_key(row)
         ratio = f"{row['ms_per_structure'] / reference[key]:7.2f}" if key in reference else f"{'-':>7}"
-        name = row["model"] + (".pt2" if row.get("package") else "" if row.get("edge_kernel", True) else "/ref")
-        line = f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {name:7}"
+        line = f"{row['allocator']:6} {row['system']:10} {row['mode']:5} {row['batch']:5d} {row_name(row):7}"
         line += f" {row['storage']:7} {row['num_edges']:7d}"
         line += f" {row['ms_per_structure']:10.1f} {row['peak_rss_mb']:11.0f} {ratio}"
+        if args.rounds > 1:
+            line += f"  rounds {row['round_min_ms']:.1f}-{row['round_max_ms']:.1f}"
         print(line, flush=True)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")
     if args.json:

@@ -28,7 +28,7 @@ class BlockLinear(nn.Module):
             # one GEMM over all (atom, component) rows; (C_out, C_in) @ (N, C_in, d) would run as
             # N small products against N expanded copies of W
             rows = x[i].transpose(1, 2).reshape(n * d, c)
-            out.append(torch.matmul(rows, w * self.norm).reshape(n, d, -1).transpose(1, 2))
+            out.append(torch.matmul(rows, w * self.norm).reshape(n, d, w.shape[1]).transpose(1, 2))
         return out
 
 

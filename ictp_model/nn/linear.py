@@ -62,7 +62,7 @@ def wide_matmul(x: Tensor, m: Tensor) -> Tensor:
 
     Its input gradient g @ mᵀ is a long, thin product with a wide inner dimension, which MKL's
     float64 GEMM runs about 2x slower than the same product with its output transposed,
-    (m @ gᵀ)ᵀ, on the AVX2 CPUs we measured (benchmarks/gemm_layouts.py prints both on yours);
+    (m @ gᵀ)ᵀ, on the AMD EPYC (AVX2) we measured (benchmarks/gemm_layouts.py prints both on yours);
     in float32 the plain form is the faster.  The backward, written in torch ops, stays
     differentiable (training's double backward); TorchScript (the .pt export) takes the plain
     product, whose gradient autograd forms itself.

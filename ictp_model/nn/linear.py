@@ -33,7 +33,7 @@ class BlockLinear(nn.Module):
 
 
 class _MatmulTransposedGradient(torch.autograd.Function):
-    """x @ m whose input gradient is formed transposed, as (m @ gᵀ)ᵀ, in float64 on CPU."""
+    """x @ m whose input gradient is formed transposed, as (m @ gᵀ)ᵀ."""
 
     @staticmethod
     def forward(ctx, x: Tensor, m: Tensor) -> Tensor:
@@ -45,8 +45,7 @@ class _MatmulTransposedGradient(torch.autograd.Function):
         x, m = ctx.saved_tensors
         grad_x = grad_m = None
         if ctx.needs_input_grad[0]:
-            transposed = g.dtype == torch.float64 and g.device.type == "cpu"
-            grad_x = torch.matmul(m, g.t()).t() if transposed else torch.matmul(g, m.t())
+            grad_x = torch.matmul(m, g.t()).t()
         if ctx.needs_input_grad[1]:
             grad_m = torch.matmul(x.t(), g)
         return grad_x, grad_m
@@ -63,13 +62,13 @@ def wide_matmul(x: Tensor, m: Tensor) -> Tensor:
     Its input gradient g @ mᵀ is a long, thin product with a wide inner dimension, which MKL's
     float64 GEMM runs about 2x slower than the same product with its output transposed,
     (m @ gᵀ)ᵀ, on the AMD EPYC (AVX2) we measured (benchmarks/gemm_layouts.py prints both on yours);
-    in float32 the plain form is the faster.  The backward, written in torch ops, stays
-    differentiable (training's double backward); TorchScript (the .pt export) takes the plain
-    product, whose gradient autograd forms itself.
+    in float32 the plain form is the faster, so float32, other devices and TorchScript (the .pt
+    export) take the plain product.  The backward, written in torch ops, stays differentiable
+    (training's double backward).
 
     Shapes: x (R, K), m (K, M) -> (R, M).
     """
-    if torch.jit.is_scripting():
+    if torch.jit.is_scripting() or x.dtype != torch.float64 or x.device.type != "cpu":
         return torch.matmul(x, m)
     return _matmul_transposed_gradient(x, m)
 

@@ -109,5 +109,6 @@ def test_wide_matmul_and_its_first_and_second_derivatives_equal_matmul(dtype):
     tolerance = 1e-12 if dtype == torch.float64 else 1e-5
     for ours, reference in zip(*results):
         assert torch.allclose(ours, reference, rtol=tolerance, atol=tolerance)
-    if dtype == torch.float64:
+    if dtype == torch.float64:  # the transposed gradient is what ran
+        assert "MatmulTransposedGradient" in type(wide_matmul(x, m).grad_fn).__name__
         assert torch.autograd.gradgradcheck(wide_matmul, (x.detach().requires_grad_(), m.detach().requires_grad_()))
